@@ -1,0 +1,234 @@
+"""MedMNIST+ npz files: reading, checking and a synthetic generator with the exact layout.
+
+Layout (medmnist 3.x, verified on genuine files): one ``np.savez_compressed`` zip per dataset and
+size (``{flag}.npz`` for 28, ``{flag}_{64|128|224}.npz``) holding ``{train,val,test}_{images,labels}``;
+images uint8 ``(N,S,S)`` grey or ``(N,S,S,3)`` RGB; labels uint8 ``(N,1)``, ``(N,14)`` multi-hot for
+chestmnist. Synthetic files follow it exactly and carry a learnable class signal, so every code
+path (reference building, bundling, training, ingestion) runs on them and on genuine files alike.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from pathlib import Path
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import registry
+from .registry import MULTILABEL, SPLITS, Dataset
+
+PathLike = Union[str, os.PathLike]
+
+#: member order of the genuine files: v2-era 28-size files list images first, MedMNIST+ interleave
+KEY_ORDER_28 = ("train_images", "val_images", "test_images", "train_labels", "val_labels", "test_labels")
+KEY_ORDER_PLUS = ("train_images", "train_labels", "val_images", "val_labels", "test_images", "test_labels")
+
+
+def npz_path(root: PathLike, flag: str, size: int) -> Path:
+    return Path(root) / registry.get(flag).file_name(size)
+
+
+def md5sum(path: PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_array(path: PathLike, key: str) -> np.ndarray:
+    """Read one member (``test_labels``, ``val_images`` …) of an npz file."""
+    with np.load(path) as npz:
+        if key not in npz.files:
+            raise KeyError(f"{path}: no member {key!r} (found {', '.join(npz.files)})")
+        return npz[key]
+
+
+def read_labels(path: PathLike, split: str) -> np.ndarray:
+    return read_array(path, f"{split}_labels")
+
+
+def read_images(path: PathLike, split: str) -> np.ndarray:
+    return read_array(path, f"{split}_images")
+
+
+def read_npy_header(fh) -> Tuple[Tuple[int, ...], np.dtype]:
+    """(shape, dtype) from an open .npy stream, leaving it at the start of the data."""
+    major, _ = np.lib.format.read_magic(fh)
+    reader = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+    shape, _fortran, dtype = reader(fh)
+    return tuple(shape), dtype
+
+
+def check_layout(path: PathLike, ds: Dataset, size: int, *, splits: Sequence[str] = SPLITS) -> List[str]:
+    """Problems with an npz file's keys, dtypes and shapes (empty list when it is well formed)."""
+    problems = []
+    with np.load(path) as npz:
+        for split in splits:
+            for what in ("images", "labels"):
+                key = f"{split}_{what}"
+                if key not in npz.files:
+                    problems.append(f"{path}: member {key} is missing")
+                    continue
+            if any(p.endswith("is missing") for p in problems):
+                continue
+            lab = npz[f"{split}_labels"]
+            if lab.dtype != np.uint8 or lab.ndim != 2 or lab.shape[1] != ds.label_width:
+                problems.append(f"{path}: {split}_labels has dtype {lab.dtype} shape {lab.shape}, "
+                                f"expected uint8 (N, {ds.label_width})")
+            # images: read only the header, not the data
+            with npz.zip.open(f"{split}_images.npy") as fh:
+                shape, dtype = read_npy_header(fh)
+            want = ds.image_shape(size)
+            if dtype != np.uint8 or tuple(shape[1:]) != want or shape[0] != lab.shape[0]:
+                problems.append(f"{path}: {split}_images has dtype {dtype} shape {shape}, "
+                                f"expected uint8 ({lab.shape[0]}, {', '.join(map(str, want))})")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# synthetic MedMNIST+ data
+# ---------------------------------------------------------------------------------------------
+
+def parse_n_per_split(spec: Union[int, str, Mapping[str, Union[int, str]]]) -> Dict[str, Union[int, str]]:
+    """``200`` -> every split 200; ``"train=500,val=100,test=full"``; ``full`` = the real split size."""
+    if isinstance(spec, Mapping):
+        out = dict(spec)
+    elif isinstance(spec, int) or (isinstance(spec, str) and "=" not in spec):
+        out = {s: spec for s in SPLITS}
+    else:
+        out = {}
+        for part in str(spec).split(","):
+            key, _, val = part.partition("=")
+            out[key.strip()] = val.strip()
+    result: Dict[str, Union[int, str]] = {}
+    for split in SPLITS:
+        val = out.get(split, 0)
+        if isinstance(val, str) and val != "full":
+            if not val.isdigit():
+                raise ValueError(f"n per split for {split}: expected an integer or 'full', found {val!r}")
+            val = int(val)
+        result[split] = val
+    unknown = set(out) - set(SPLITS)
+    if unknown:
+        raise ValueError(f"unknown split(s) {sorted(unknown)}; expected train, val, test")
+    return result
+
+
+def _rng(seed: int, *parts: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([int(seed), *map(int, parts)]))
+
+
+def synthetic_labels(ds: Dataset, n: int, *, seed: int, split: str) -> np.ndarray:
+    """Labels for one split, identical for every image size. Every class (label) occurs when n allows."""
+    fi, si = registry.flags().index(ds.flag), SPLITS.index(split)
+    prior_rng = _rng(seed, fi, 1000)
+    rng = _rng(seed, fi, si, 1)
+    if ds.kind == MULTILABEL:
+        p = prior_rng.uniform(0.05, 0.3, size=ds.n_labels)
+        lab = (rng.random((n, ds.n_labels)) < p).astype(np.uint8)
+        if n >= 2:  # each label both present and absent in the split
+            for j in range(ds.n_labels):
+                a, b = rng.choice(n, size=2, replace=False)
+                lab[a, j], lab[b, j] = 1, 0
+        return lab
+    prior = prior_rng.dirichlet(np.full(ds.n_labels, 2.0))
+    y = rng.choice(ds.n_labels, size=n, p=prior)
+    if n >= ds.n_labels:  # each class at least once
+        pos = rng.choice(n, size=ds.n_labels, replace=False)
+        y[pos] = np.arange(ds.n_labels)
+    return y.astype(np.uint8).reshape(n, 1)
+
+
+def _templates(ds: Dataset, *, seed: int) -> np.ndarray:
+    """One low-resolution (6x6xch) signal pattern per class/label, in [-1, 1]."""
+    fi = registry.flags().index(ds.flag)
+    rng = _rng(seed, fi, 2000)
+    return rng.uniform(-1.0, 1.0, size=(ds.n_labels, 6, 6, ds.n_channels))
+
+
+def _upsample(t: np.ndarray, size: int) -> np.ndarray:
+    """Nearest-neighbour upsampling of (..., 6, 6, ch) patterns to (..., size, size, ch)."""
+    idx = (np.arange(size) * t.shape[-2]) // size
+    return t[..., idx, :, :][..., :, idx, :]
+
+
+def synthetic_images(ds: Dataset, labels: np.ndarray, size: int, *, seed: int, split: str,
+                     start: int = 0, signal: float = 0.9) -> np.ndarray:
+    """uint8 images for ``labels`` (a slice starting at row ``start`` of the split)."""
+    fi, si = registry.flags().index(ds.flag), SPLITS.index(split)
+    tmpl = _upsample(_templates(ds, seed=seed), size)  # (C, S, S, ch)
+    if ds.kind == MULTILABEL:
+        onehot = labels.astype(np.float32)
+    else:
+        onehot = np.eye(ds.n_labels, dtype=np.float32)[labels[:, 0]]
+    sig = np.einsum("nc,cxyk->nxyk", onehot, tmpl.astype(np.float32))
+    rng = _rng(seed, fi, si, size, start)
+    noise = rng.normal(0.0, 1.0, size=sig.shape).astype(np.float32)
+    img = 128.0 + 40.0 * (signal * sig + noise)
+    img = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    return img[..., 0] if ds.n_channels == 1 else img
+
+
+def _write_member(zf: zipfile.ZipFile, key: str, shape: Tuple[int, ...], chunks: Iterable[np.ndarray]) -> None:
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False, "shape": shape}
+    with zf.open(key + ".npy", "w", force_zip64=True) as fh:
+        np.lib.format.write_array_header_1_0(fh, header)
+        for chunk in chunks:
+            fh.write(np.ascontiguousarray(chunk, dtype=np.uint8).tobytes())
+
+
+def write_npz(path: PathLike, ds: Dataset, size: int, labels: Mapping[str, np.ndarray],
+              images: Mapping[str, Iterator[np.ndarray]]) -> Path:
+    """Write an npz in medmnist's member order, streaming image chunks; atomic (tmp + rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    order = KEY_ORDER_28 if size == 28 else KEY_ORDER_PLUS
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for key in order:
+                split, what = key.split("_")
+                lab = labels[split]
+                if what == "labels":
+                    _write_member(zf, key, lab.shape, [lab])
+                else:
+                    _write_member(zf, key, (lab.shape[0], *ds.image_shape(size)), images[split])
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def synthesize(out_dir: PathLike, *, sizes: Sequence[int] = (28,), n_per_split: Union[int, str, Mapping] = 64,
+               flags: Optional[Sequence[str]] = None, seed: int = 0, chunk: int = 2048,
+               progress=None) -> List[Path]:
+    """Write synthetic MedMNIST+ files for ``flags`` x ``sizes``; deterministic from ``seed``.
+
+    Labels do not depend on the size (as in MedMNIST+). ``n_per_split`` as :func:`parse_n_per_split`.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    counts = parse_n_per_split(n_per_split)
+    written = []
+    for flag in flags or registry.flags():
+        ds = registry.get(flag)
+        n = {s: (ds.n_samples[s] if counts[s] == "full" else int(counts[s])) for s in SPLITS}
+        labels = {s: synthetic_labels(ds, n[s], seed=seed, split=s) for s in SPLITS}
+        for size in sizes:
+            if int(size) not in registry.SIZES:
+                raise ValueError(f"size {size} is not a MedMNIST+ size; expected one of {registry.SIZES}")
+
+            def chunks(split, size=int(size)):
+                lab = labels[split]
+                for a in range(0, lab.shape[0], chunk):
+                    yield synthetic_images(ds, lab[a:a + chunk], size, seed=seed, split=split, start=a)
+
+            target = out / ds.file_name(size)
+            write_npz(target, ds, int(size), labels, {s: chunks(s) for s in SPLITS})
+            written.append(target)
+            if progress:
+                progress(target)
+    return written
