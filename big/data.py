@@ -232,3 +232,184 @@ def synthesize(out_dir: PathLike, *, sizes: Sequence[int] = (28,), n_per_split: 
             if progress:
                 progress(target)
     return written
+
+
+# ---------------------------------------------------------------------------------------------
+# memory-mapped .npy cache (mm-PT training, prediction, benchmarks)
+# ---------------------------------------------------------------------------------------------
+# ``np.load(npz)[key]`` decompresses a whole member into RAM (pathmnist_224 train: 12.6 GiB). The
+# cache streams each member once: zip member -> npy header -> chunked copy into a file created by
+# ``np.lib.format.open_memmap``, so peak memory is one chunk whatever the file size. Cached files
+# live under ``{cache_dir}/{npz stem}-{md5 of the npz}/{member}.npy``: a changed source file gets a
+# new folder, never a stale cache. The MD5 of a source is itself remembered (keyed by path, size and
+# mtime) in ``{cache_dir}/md5.json`` so that opening a cached member does not re-hash 12 GiB.
+
+CACHE_CHUNK_BYTES = 64 << 20
+
+
+def _md5_index_path(cache_dir: Path) -> Path:
+    return cache_dir / "md5.json"
+
+
+def source_md5(path: PathLike, cache_dir: Optional[PathLike] = None) -> str:
+    """MD5 of ``path``, remembered in ``cache_dir/md5.json`` under (resolved path, size, mtime)."""
+    import json
+
+    path = Path(path)
+    st = path.stat()
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    index_path = _md5_index_path(Path(cache_dir)) if cache_dir is not None else None
+    index: Dict[str, str] = {}
+    if index_path is not None and index_path.is_file():
+        try:
+            index = json.loads(index_path.read_text())
+        except (OSError, ValueError):
+            index = {}
+        if key in index:
+            return index[key]
+    digest = md5sum(path)
+    if index_path is not None:
+        index[key] = digest
+        index_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = index_path.with_name(f"{index_path.name}.{os.getpid()}.partial")
+        tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
+        os.replace(tmp, index_path)
+    return digest
+
+
+def cache_path(npz: PathLike, key: str, cache_dir: PathLike, md5: Optional[str] = None) -> Path:
+    npz = Path(npz)
+    digest = md5 or source_md5(npz, cache_dir)
+    return Path(cache_dir) / f"{npz.name[:-4] if npz.name.endswith('.npz') else npz.name}-{digest}" / f"{key}.npy"
+
+
+def _member_name(zf: zipfile.ZipFile, npz: Path, key: str) -> str:
+    name = key + ".npy"
+    if name not in zf.namelist():
+        found = ", ".join(n[:-4] for n in zf.namelist() if n.endswith(".npy"))
+        raise KeyError(f"{npz}: no member {key!r} (found {found})")
+    return name
+
+
+def convert_member(npz: PathLike, key: str, dest: PathLike, *, chunk_bytes: int = CACHE_CHUNK_BYTES) -> Path:
+    """Stream one npz member into the .npy file ``dest`` (atomic: ``dest.partial`` then rename).
+
+    Memory stays at about ``chunk_bytes``: rows are read from the decompressing zip stream straight
+    into a short-lived memory map of the destination window, which is flushed and unmapped per chunk.
+    """
+    npz, dest = Path(npz), Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.partial")
+    try:
+        with zipfile.ZipFile(npz) as zf, zf.open(_member_name(zf, npz, key)) as fh:
+            shape, dtype = read_npy_header(fh)
+            if dtype.hasobject:
+                raise ValueError(f"{npz}: member {key} holds Python objects; refusing to convert it")
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+            offset = out.offset
+            del out  # the file now exists with its header and full length; fill it window by window
+            n = shape[0] if shape else 1
+            row_shape = tuple(shape[1:])
+            row_bytes = int(np.prod(row_shape, dtype=np.int64)) * dtype.itemsize if shape else dtype.itemsize
+            rows_per_chunk = max(1, chunk_bytes // max(1, row_bytes))
+            for start in range(0, n, rows_per_chunk):
+                rows = min(rows_per_chunk, n - start)
+                if rows * row_bytes == 0:
+                    continue
+                window = np.memmap(tmp, dtype=dtype, mode="r+", offset=offset + start * row_bytes,
+                                   shape=(rows, *row_shape) if shape else (1,))
+                view = memoryview(window.reshape(-1).view(np.uint8))
+                got = 0
+                while got < len(view):
+                    k = fh.readinto(view[got:])
+                    if not k:
+                        raise ValueError(f"{npz}: member {key} ends after {start * row_bytes + got} data bytes, "
+                                         f"its header promises {n * row_bytes}")
+                    got += k
+                del view
+                window.flush()
+                del window
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return dest
+
+
+def cached_member(npz: PathLike, key: str, cache_dir: PathLike, *, md5: Optional[str] = None,
+                  log=None) -> Path:
+    """Path of the cached .npy for ``npz[key]``, converting it the first time."""
+    dest = cache_path(npz, key, cache_dir, md5)
+    if not dest.is_file():
+        if log:
+            log(f"converting {Path(npz).name}:{key} -> {dest}")
+        convert_member(npz, key, dest)
+    return dest
+
+
+def open_member(npz: PathLike, key: str, cache_dir: PathLike, **kw) -> np.ndarray:
+    """Read-only memory map of ``npz[key]`` through the cache."""
+    return np.load(cached_member(npz, key, cache_dir, **kw), mmap_mode="r")
+
+
+class RowReader:
+    """Rows of a cached .npy read with ``os.pread`` into a fresh array (no mapping kept).
+
+    A memory map that is read end to end keeps every touched page in the process' RSS until the
+    kernel needs it back; reading through the page cache instead keeps the resident set at one
+    batch. Consecutive indices are coalesced into one read (sequential evaluation = one read per
+    batch). Thread-safe: ``pread`` has no shared file position.
+    """
+
+    def __init__(self, path: PathLike):
+        self.path = Path(path)
+        with open(self.path, "rb") as fh:
+            shape, dtype = read_npy_header(fh)
+            self.offset = fh.tell()
+        if not shape:
+            raise ValueError(f"{path}: a 0-d array has no rows")
+        self.shape, self.dtype = shape, dtype
+        self.row_shape = tuple(shape[1:])
+        self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * dtype.itemsize
+        self._fd = os.open(self.path, os.O_RDONLY)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def take(self, indices) -> np.ndarray:
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        n = len(self)
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise IndexError(f"{self.path}: row index out of range 0..{n - 1}")
+        out = np.empty((idx.size, *self.row_shape), dtype=self.dtype)
+        flat = out.reshape(-1).view(np.uint8)
+        rb = self.row_bytes
+        i = 0
+        while i < idx.size:
+            j = i + 1
+            while j < idx.size and idx[j] == idx[j - 1] + 1:
+                j += 1
+            want = (j - i) * rb
+            buf = os.pread(self._fd, want, self.offset + int(idx[i]) * rb)
+            if len(buf) != want:
+                raise ValueError(f"{self.path}: file is truncated at row {int(idx[i])}")
+            flat[i * rb:j * rb] = np.frombuffer(buf, dtype=np.uint8)
+            i = j
+        return out
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self):  # pragma: no cover - best effort
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __getstate__(self):
+        return {"path": self.path}
+
+    def __setstate__(self, state):
+        self.__init__(state["path"])
