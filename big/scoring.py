@@ -193,8 +193,10 @@ def _failure_html(output: Path, title: str, lines: List[str], summary: str) -> N
 
 
 def run(submission: PathLike, reference: PathLike, output: PathLike, *, config: Optional[ScoringConfig] = None,
-        out: TextIO = sys.stdout, err: TextIO = sys.stderr, t0: Optional[float] = None) -> int:
+        out: Optional[TextIO] = None, err: Optional[TextIO] = None, t0: Optional[float] = None) -> int:
     """Score ``submission`` (zip or folder) against ``reference`` into ``output``; return the exit code."""
+    out = out or sys.stdout
+    err = err or sys.stderr
     t0 = time.perf_counter() if t0 is None else t0
     config = config or ScoringConfig()
     output = Path(output)
