@@ -120,6 +120,9 @@ class Result:
                     "the file was edited or is corrupt")
         if problems:
             raise UsageError(problems)
+        for m in METRICS:  # the scorer's own mean (np.mean) where given, so numbers match scores.json exactly
+            if isinstance(given.get(m), (int, float)) and not isinstance(given.get(m), bool):
+                mean[m] = float(given[m])
         mean_ci_src = given.get("ci") if isinstance(given.get("ci"), dict) else {}
         return cls(name=name, source=source, split=split, resolution=int(resolution),
                    reference_sha256=str(details["reference_sha256"]),
@@ -163,9 +166,10 @@ def unique_names(specs: Sequence[Tuple[Optional[str], Path]]) -> List[str]:
     if dup:
         raise UsageError([Problem(f"the name {n!r} is given to more than one result; names must be unique")
                           for n in dup])
-    names = [n or default_name(p) for n, p in specs]
+    defaults = [n or default_name(p) for n, p in specs]
+    names = list(defaults)
     for i, (n, p) in enumerate(specs):
-        if n is None and (names.count(names[i]) > 1 or names[i] in explicit):
+        if n is None and (defaults.count(defaults[i]) > 1 or defaults[i] in explicit):
             parent = Path(os.path.abspath(p if p.name != DETAILS_FILE else p.parent)).parent.name
             names[i] = f"{parent}/{names[i]}" if parent else names[i]
     seen: Dict[str, int] = {}

@@ -183,6 +183,9 @@ def evaluate(name: str, path: str, kind: str, reference_folder: str, n_boot: int
                 problems.append(Problem(f"scored against other reference labels (sha256 {result.reference_sha256[:12]}, "
                                         f"this reference {ref.sha256()[:12]}); re-score the submission itself",
                                         file=str(file)))
+            if result.resolution not in resolutions:
+                problems.append(Problem(f"scored at {result.resolution} px; this leaderboard accepts "
+                                        f"{', '.join(map(str, resolutions))} px", file=str(file)))
             if problems:
                 raise UsageError(problems)
             entry.timings = {"read": time.perf_counter() - t0, "metrics": 0.0, "bootstrap": 0.0}
