@@ -234,16 +234,119 @@ def mean_over_datasets(per_dataset: Dict[str, Dict[str, float]], metrics: Sequen
 # bootstrap
 # ---------------------------------------------------------------------------------------------
 
-def bootstrap_counts(n: int, n_boot: int, rng: np.random.Generator, batch: int = 64):
-    """Yield (b, n) float arrays of resampling multiplicities (n draws with replacement each)."""
+def _count_batches(n: int, n_boot: int, rng: np.random.Generator, batch: int, dtype=np.float64):
+    """(b, n) resampling multiplicities in ``dtype``; the random stream does not depend on dtype."""
     done = 0
     while done < n_boot:
         b = min(batch, n_boot - done)
         idx = rng.integers(0, n, size=(b, n))
-        flat = np.bincount((idx + (np.arange(b) * n)[:, None]).ravel(), minlength=b * n)
-        counts = flat.reshape(b, n).astype(np.float64)
-        yield counts
+        idx += (np.arange(b) * n)[:, None]
+        flat = np.bincount(idx.ravel(), minlength=b * n)
+        del idx
+        yield flat.reshape(b, n).astype(dtype)
         done += b
+
+
+def bootstrap_counts(n: int, n_boot: int, rng: np.random.Generator, batch: int = 64):
+    """Yield (b, n) float arrays of resampling multiplicities (n draws with replacement each)."""
+    yield from _count_batches(n, n_boot, rng, batch, np.float64)
+
+
+class _AucPlan:
+    """One binary AUC prepared for many weight vectors (bootstrap counts).
+
+    The sort by score and the tie groups are computed once; each batch then needs one gather of
+    the positives' and negatives' counts, a running sum over the negatives and a dot product.
+    With integer counts every partial sum is an exact integer (or half-integer) in float32/float64,
+    so the result equals :func:`_binary_auc` bit for bit.
+    """
+
+    def __init__(self, y: np.ndarray, s: np.ndarray):
+        order = np.argsort(s, kind="mergesort")
+        s_sorted = s[order]
+        pos = np.asarray(y)[order].astype(bool)
+        group = np.cumsum(np.r_[True, s_sorted[1:] != s_sorted[:-1]]) - 1  # tie group of each sorted sample
+        self.ip, self.in_ = order[pos], order[~pos]
+        gp, gn = group[pos], group[~pos]
+        # negatives: one column per tie group (reduceat only when negatives tie)
+        new_n = np.r_[True, gn[1:] != gn[:-1]] if gn.size else np.zeros(0, bool)
+        self.n_starts = np.flatnonzero(new_n) if gn.size and not new_n.all() else None
+        ugn = gn[new_n] if gn.size else gn
+        k = np.searchsorted(ugn, gp, side="left")  # negative groups strictly below each positive
+        self.below = k  # index into [0, cumsum...] (column 0 = nothing below)
+        has_eq = np.zeros(gp.shape, bool)
+        inside = k < ugn.size
+        has_eq[inside] = ugn[k[inside]] == gp[inside]
+        self.eq_pos = np.flatnonzero(has_eq)
+        self.eq_col = k[has_eq]
+
+    def __call__(self, W: np.ndarray) -> np.ndarray:
+        Wp = W[:, self.ip]
+        Wn = W[:, self.in_]
+        N = Wn if self.n_starts is None else np.add.reduceat(Wn, self.n_starts, axis=1)
+        cum = np.zeros((W.shape[0], N.shape[1] + 1), dtype=np.float64)
+        np.cumsum(N, axis=1, out=cum[:, 1:])
+        x = cum[:, self.below]  # weighted negatives strictly below each positive's score
+        if self.eq_pos.size:
+            x[:, self.eq_pos] += 0.5 * N[:, self.eq_col]
+        num = np.einsum("ij,ij->i", Wp.astype(np.float64), x)
+        den = cum[:, -1] * Wp.sum(axis=1, dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+class _BootstrapPlan:
+    """The three metrics of one (labels, scores) pair, prepared once for many weight batches.
+
+    Equal, bit for bit, to calling :data:`METRIC_FUNCTIONS` with ``sample_weight=W`` (the tests
+    check it); only faster: sorts, hard predictions and confusion cells are computed once, the
+    confusion matrices of all classes/labels come from one float32 matrix product (exact for
+    integer counts below 2**24) and feed both balanced accuracy and kappa.
+    """
+
+    def __init__(self, y_true, y_score, kind: str):
+        y = _as_labels(y_true, kind)
+        s = _as_scores(y_score, y.shape[0])
+        self.kind = kind
+        self.n = y.shape[0]
+        pred = hard_predictions(s, kind)
+        if kind == BINARY:
+            self.auc_plans = [_AucPlan(y, s[:, 1])]
+            self.k, cells = 2, (y * 2 + pred)[:, None]
+        elif kind == MULTILABEL:
+            self.auc_plans = [_AucPlan(y[:, j], s[:, j]) for j in range(y.shape[1])]
+            self.k = 2
+            cells = y * 2 + pred + 4 * np.arange(y.shape[1])[None, :]  # label j's 2x2 in columns 4j..4j+3
+        elif kind == MULTICLASS:
+            self.auc_plans = [_AucPlan((y == c).astype(np.int64), s[:, c]) for c in range(s.shape[1])]
+            self.k, cells = s.shape[1], (y * s.shape[1] + pred)[:, None]
+        else:
+            raise ValueError(f"unknown task kind {kind!r}")
+        self.n_blocks = cells.shape[1]
+        onehot = np.zeros((self.n, self.n_blocks * self.k * self.k), dtype=np.float32)
+        for j in range(cells.shape[1]):
+            onehot[np.arange(self.n), cells[:, j]] = 1.0
+        self.onehot = onehot
+        self.exact = self.n < (1 << 24)  # float32 sums of counts are exact below 2**24
+
+    def __call__(self, W: np.ndarray) -> Dict[str, np.ndarray]:
+        B = W.shape[0]
+        auc = np.stack([p(W) for p in self.auc_plans])
+        auc = auc[0] if self.kind == BINARY else _nanmean_rows(auc)
+        Wc = W if (W.dtype == np.float32 and self.exact) else W.astype(np.float64)
+        cm_all = (Wc @ (self.onehot if Wc.dtype == np.float32 else self.onehot.astype(np.float64)))
+        cm_all = cm_all.astype(np.float64).reshape(B, self.n_blocks, self.k, self.k)
+        if self.kind == MULTILABEL:
+            bal, kap = [], []
+            for j in range(self.n_blocks):
+                cm = cm_all[:, j]
+                wn, wp = cm[:, 0, :].sum(axis=1), cm[:, 1, :].sum(axis=1)
+                defined = (wp > 0) & (wn > 0)
+                bal.append(np.where(defined, _balacc_from_cm(cm), np.nan))
+                kap.append(np.where(defined, _kappa_from_cm(cm), np.nan))
+            return {"auc": auc, "balacc": _nanmean_rows(np.stack(bal)), "kappa": _nanmean_rows(np.stack(kap))}
+        cm = cm_all[:, 0]
+        return {"auc": auc, "balacc": _balacc_from_cm(cm), "kappa": _kappa_from_cm(cm)}
 
 
 def bootstrap_replicates(y_true, y_scores: Sequence[np.ndarray], *, kind: str, n_boot: int,
@@ -251,17 +354,22 @@ def bootstrap_replicates(y_true, y_scores: Sequence[np.ndarray], *, kind: str, n
     """Metric values on ``n_boot`` resamples of the samples, the same resamples for every score set
     in ``y_scores`` (paired). Returns one {metric: (n_boot,) array} per score set; NaN marks a
     replicate where the metric is undefined (e.g. a resample holding a single class).
+
+    The resamples are the counts of :func:`bootstrap_counts` (same ``rng`` stream and batches), and
+    each replicate equals ``METRIC_FUNCTIONS[m](y_true, s, kind=kind, sample_weight=counts)``.
     """
     y = np.asarray(y_true)
     n = y.shape[0]
-    if batch is None:  # keep a (batch, n) float block near 32 MB
+    if batch is None:  # keep a (batch, n) block near 16 MB (float32 counts)
         batch = max(1, min(n_boot, (4 << 20) // max(n, 1)))
+    plans = [_BootstrapPlan(y, s, kind) for s in y_scores]
+    dtype = np.float32 if n < (1 << 24) else np.float64
     out: List[Dict[str, List[np.ndarray]]] = [{m: [] for m in METRIC_FUNCTIONS} for _ in y_scores]
-    for W in bootstrap_counts(n, n_boot, rng, batch):
-        for i, s in enumerate(y_scores):
-            for m, fn in METRIC_FUNCTIONS.items():
-                out[i][m].append(np.asarray(fn(y, s, kind=kind, sample_weight=W)))
-    return [{m: np.concatenate(v) for m, v in d.items()} for d in out]
+    for W in _count_batches(n, n_boot, rng, batch, dtype):
+        for i, plan in enumerate(plans):
+            for m, v in plan(W).items():
+                out[i][m].append(np.asarray(v, dtype=np.float64))
+    return [{m: np.concatenate(v) if v else np.zeros(0) for m, v in d.items()} for d in out]
 
 
 def percentile_interval(values: np.ndarray, level: float = 0.95):
