@@ -955,3 +955,91 @@ def main(argv: Optional[List[str]] = None, *, config_path: Optional[PathLike] = 
             pass
         return 2
     return run_ingestion(inp, out, prog, config=cfg, t0=t0)
+
+
+# ---------------------------------------------------------------------------------------------
+# local use: any predict callable over local files -> a result submission zip
+# ---------------------------------------------------------------------------------------------
+
+def iter_npz_batches(npz: PathLike, split: str, batch_size: int) -> Iterator[Tuple[int, np.ndarray]]:
+    """(start row, uint8 batch) streamed from the ``{split}_images`` member of a medmnist npz file
+    (decompressed batch by batch, never the whole array)."""
+    import zipfile
+
+    npz = Path(npz)
+    with zipfile.ZipFile(npz) as zf:
+        member = f"{split}_images.npy"
+        if member not in zf.namelist():
+            raise ReferenceDataError([Problem(f"no member {member}", file=str(npz))])
+        with zf.open(member) as fh:
+            major, _ = np.lib.format.read_magic(fh)
+            reader = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = reader(fh)
+            if fortran or dtype != np.uint8:
+                raise ReferenceDataError([Problem(f"{member} is {dtype}{' Fortran' if fortran else ''}; expected "
+                                                  "C-ordered uint8", file=str(npz))])
+            row = int(np.prod(shape[1:], dtype=np.int64))
+            for a in range(0, shape[0], batch_size):
+                k = min(batch_size, shape[0] - a)
+                buf = fh.read(k * row)
+                if len(buf) != k * row:
+                    raise ReferenceDataError([Problem(f"{member} is truncated at row {a}", file=str(npz))])
+                yield a, np.frombuffer(buf, dtype=np.uint8).reshape((k, *shape[1:])).copy()
+
+
+def predict_local(predict: Callable[[str, np.ndarray], np.ndarray], size: int, data_root: PathLike, split: str,
+                  *, batch_size: int = 256, flags: Optional[Sequence[str]] = None,
+                  log: Optional[Callable[[str], None]] = None) -> Dict[str, np.ndarray]:
+    """Run ``predict(dataset, images)`` over the ``split`` images of every dataset, from medmnist npz
+    files or an images-only folder ({flag}_{size}.npy) in ``data_root``, with ingestion's checks.
+    Returns {flag: (n, C) float64}; a bad batch raises :class:`SubmissionError` naming it."""
+    root = Path(data_root)
+    out: Dict[str, np.ndarray] = {}
+    for flag in flags or registry.flags():
+        ds = registry.get(flag)
+        npy, npz = root / npy_name(flag, size), root / ds.file_name(size)
+        if npy.is_file():
+            n = check_images(npy, flag, size)
+            batches = iter_batches(npy, batch_size)
+        elif npz.is_file():
+            n = None
+            batches = iter_npz_batches(npz, split, batch_size)
+        else:
+            raise SubmissionError([Problem(f"neither {npz.name} nor {npy.name} is in {root} (python -m medmnist "
+                                           f"download --size {size})")])
+        t0 = time.perf_counter()
+        parts = []
+        for k, (start, batch) in enumerate(batches, 1):
+            where = f"dataset {flag}, batch {k} (images {start}-{start + len(batch) - 1})"
+            try:
+                res = predict(flag, batch)
+            except Exception as exc:
+                raise SubmissionError([Problem(f"predict raised {_exc_line(exc)} ({where})\n"
+                                               f"{participant_traceback(exc)}")],
+                                      summary=f"predict raised {_exc_line(exc)} ({where})") from None
+            problem = check_output(res, len(batch), ds.n_labels, flag)
+            if problem:
+                raise SubmissionError([Problem(f"{where}: {problem}")])
+            parts.append(np.asarray(res, dtype=np.float64))
+        out[flag] = np.concatenate(parts) if parts else np.zeros((n or 0, ds.n_labels))
+        if log:
+            m = out[flag].shape[0]
+            log(f"{flag}: {m} images in {time.perf_counter() - t0:.1f} s")
+    return out
+
+
+def result_zip_from_model(model_path: PathLike, data_root: PathLike, split: str, out_zip: PathLike, *,
+                          log: Optional[Callable[[str], None]] = None) -> Path:
+    """A code submission's model.py run locally (in this process) -> a result submission zip."""
+    from .submission import write_submission
+
+    try:
+        model = load_model(model_path)
+    except ModelFailure as exc:
+        raise SubmissionError([Problem(exc.summary + ("\n" + exc.details if exc.details else ""))],
+                              summary=exc.summary) from None
+    size = int(model.resolution)
+    batch = int(getattr(model, "batch_size", None) or 256)
+    with _torch_no_grad()():
+        preds = predict_local(model.predict, size, data_root, split, batch_size=batch, log=log)
+    return write_submission(out_zip, preds, size)
