@@ -96,3 +96,581 @@ def iter_files(root: PathLike) -> Iterable[Path]:
         dirnames.sort()
         for f in sorted(filenames):
             yield Path(dirpath) / f
+
+
+# ---------------------------------------------------------------------------------------------
+# pages: generated blocks and organizer fields
+# ---------------------------------------------------------------------------------------------
+
+import datetime as _dt  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+import tempfile  # noqa: E402
+import zipfile  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from typing import Dict, Sequence, Tuple  # noqa: E402
+
+from .. import registry  # noqa: E402
+from ..errors import Problem, ReferenceDataError, UsageError  # noqa: E402
+
+TRACKS = ("results", "code")
+IMAGE_CODE = "codalab/codalab-legacy:gpu310"
+IMAGE_RESULTS = "codalab/codalab-legacy:py312"
+#: seconds kept back from execution_time_limit for the ingestion program's own budget: container
+#: start, imports (torch ~10-20 s), model loading, writing the CSVs and the status file
+TIME_MARGIN_MIN_S = 120
+TIME_MARGIN_FRACTION = 0.10
+PAGE_DIR = "pages"
+#: organizer fields in the pages and competition.yaml; `big lint` reports any left unfilled
+FIELD_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+BLOCK_RE = re.compile(r"(<!-- BEGIN big:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- END big:(?P=name) -->)", re.S)
+EMAIL_RE = re.compile(r"^[^@\s{}]+@[^@\s{}]+\.[A-Za-z]{2,}$")
+UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+#: imaging modality of each dataset (MedMNIST v2 paper, Table 1)
+MODALITY = {
+    "pathmnist": "Colon pathology (H&E)",
+    "chestmnist": "Chest X-ray",
+    "dermamnist": "Dermatoscopy",
+    "octmnist": "Retinal OCT",
+    "pneumoniamnist": "Chest X-ray (paediatric)",
+    "retinamnist": "Fundus camera",
+    "breastmnist": "Breast ultrasound",
+    "bloodmnist": "Blood cell microscopy",
+    "tissuemnist": "Kidney cortex microscopy",
+    "organamnist": "Abdominal CT (axial)",
+    "organcmnist": "Abdominal CT (coronal)",
+    "organsmnist": "Abdominal CT (sagittal)",
+}
+TASK_TEXT = {
+    "binary-class": "binary",
+    "multi-class": "multi-class",
+    "multi-label, binary-class": "multi-label",
+    "ordinal-regression": "ordinal (scored as multi-class)",
+}
+
+
+def time_budget(execution_time_limit: int) -> int:
+    """The ingestion program's budget: the phase limit minus max(120 s, 10 %)."""
+    limit = int(execution_time_limit)
+    margin = max(TIME_MARGIN_MIN_S, int(round(TIME_MARGIN_FRACTION * limit)))
+    return max(limit - margin, 1)
+
+
+def _px(sizes: Sequence[int]) -> str:
+    sizes = sorted(int(s) for s in sizes)
+    return ", ".join(str(s) for s in sizes[:-1]) + (" and " if len(sizes) > 1 else "") + f"{sizes[-1]} px"
+
+
+def datasets_table() -> str:
+    lines = ["| Dataset | Modality | Task | C | Classes | Train / Val / Test | Licence |",
+             "|---|---|---|---|---|---|---|"]
+    for ds in registry.datasets():
+        n = ds.n_samples
+        classes = "; ".join(f"{i}: {lab}" for i, lab in enumerate(ds.labels))
+        lic = f"**{ds.license}**" if "NC" in ds.license else ds.license
+        lines.append(f"| {ds.python_class} (`{ds.flag}`) | {MODALITY.get(ds.flag, '')} | {TASK_TEXT.get(ds.task, ds.task)} "
+                     f"| {ds.n_labels} | {classes} | {n['train']:,} / {n['val']:,} / {n['test']:,} | {lic} |")
+    total = {s: sum(d.n_samples[s] for d in registry.datasets()) for s in registry.SPLITS}
+    lines.append(f"| **all 12** | | | | | {total['train']:,} / {total['val']:,} / {total['test']:,} | |")
+    lines.append("")
+    lines.append("C = number of score columns in a prediction file (2 for binary datasets, 14 labels for ChestMNIST).")
+    return "\n".join(lines)
+
+
+def generated_blocks(*, resolutions: Sequence[int] = registry.SIZES, tracks: Sequence[str] = TRACKS,
+                     input_sizes: Sequence[int] = (28, 64), synthetic: bool = False,
+                     docker_image: Optional[str] = None, queue: Optional[str] = None) -> Dict[str, str]:
+    """The text of every ``<!-- BEGIN big:NAME -->`` block of the pages, from the bundle options."""
+    resolutions = sorted(int(r) for r in resolutions)
+    stamp = []
+    if synthetic:
+        stamp.append("> **SYNTHETIC DATA — TEST BUNDLE.** This competition was built from synthetic stand-ins "
+                     "for MedMNIST+, not the genuine files. Its scores mean nothing; it exists to test the "
+                     "platform flow.")
+    if list(resolutions) == list(registry.SIZES):
+        stamp.append(f"Accepted resolutions: **{_px(resolutions)}** (one resolution per submission).")
+    else:
+        stamp.append(f"This competition accepts submissions at **{_px(resolutions)}** only; "
+                     "submissions at other resolutions are rejected by the scoring program.")
+    code = "code" in tracks
+    track_lines = []
+    if code:
+        image = docker_image or IMAGE_CODE
+        track_lines.append(f"This competition accepts **result submissions** and **code submissions**. Code "
+                           f"submissions run in `{image}`")
+        track_lines[-1] += (f" on the organizers' own compute worker (queue `{queue}`)." if queue else
+                            " on CodaBench's shared CPU queue (network access is not disabled there).")
+        track_lines.append("")
+        track_lines.append(f"The images provided to code submissions are at **{_px(input_sizes)}**; a model "
+                           "asking for another size fails with a message listing the available ones.")
+    else:
+        track_lines.append("This competition accepts **result submissions** only (prediction files); a zip "
+                           "with `model.py` is not run.")
+    return {"stamp": "\n\n".join(stamp) + "\n", "tracks": "\n".join(track_lines) + "\n",
+            "datasets": datasets_table() + "\n"}
+
+
+def fill_blocks(text: str, blocks: Dict[str, str]) -> str:
+    def repl(m):
+        name = m.group("name")
+        if name not in blocks:
+            return m.group(0)
+        return m.group(1) + blocks[name] + m.group(4)
+
+    return BLOCK_RE.sub(repl, text)
+
+
+def fill_fields(text: str, fields: Dict[str, Optional[str]]) -> str:
+    def repl(m):
+        value = fields.get(m.group(1))
+        return m.group(0) if value is None else value
+
+    return FIELD_RE.sub(repl, text)
+
+
+def unfilled_fields(text: str) -> List[str]:
+    return sorted(set(FIELD_RE.findall(text)))
+
+
+# ---------------------------------------------------------------------------------------------
+# competition.yaml
+# ---------------------------------------------------------------------------------------------
+
+def load_yaml(path: PathLike) -> dict:
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        raise UsageError([Problem(f"not valid YAML: {exc}", file=str(path))]) from None
+    if not isinstance(doc, dict):
+        raise UsageError([Problem("must be a YAML mapping", file=str(path))])
+    return doc
+
+
+def parse_start(text: str) -> _dt.datetime:
+    """``YYYY-MM-DD`` or ``YYYY-MM-DD HH:MM[:SS]`` in UTC (CodaBench ignores offsets)."""
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"):
+        try:
+            return _dt.datetime.strptime(text.strip(), fmt)
+        except ValueError:
+            continue
+    raise UsageError([Problem(f"--start {text!r}: expected YYYY-MM-DD or 'YYYY-MM-DD HH:MM:SS' (UTC)")])
+
+
+def _as_datetime(value) -> Optional[_dt.datetime]:
+    if isinstance(value, _dt.datetime):
+        return value.replace(tzinfo=None)
+    if isinstance(value, _dt.date):
+        return _dt.datetime(value.year, value.month, value.day)
+    if isinstance(value, str):
+        try:
+            return parse_start(value)
+        except UsageError:
+            return None
+    return None
+
+
+def render_competition(template: dict, *, tracks: Sequence[str], resolutions: Sequence[int], synthetic: bool,
+                       docker_image: Optional[str], queue: Optional[str], start: Optional[_dt.datetime],
+                       contact_email: Optional[str]) -> Tuple[dict, List[str]]:
+    """Apply what the options and the registry decide to a copy of the template; list the changes."""
+    import copy
+
+    doc = copy.deepcopy(template)
+    changes: List[str] = []
+
+    def show(v) -> str:
+        return repr(v.strftime("%Y-%m-%d %H:%M:%S")) if isinstance(v, _dt.datetime) else repr(v)
+
+    def setkey(container: dict, key: str, value, label: str) -> None:
+        old = container.get(key, "<unset>")
+        if old != value:
+            changes.append(f"{label}: {show(old)} -> {show(value)}")
+            container[key] = value
+
+    # leaderboard columns from the registry
+    boards = doc.get("leaderboards") or [{}]
+    cols = registry.leaderboard_columns()
+    if boards[0].get("columns") != cols:
+        changes.append(f"leaderboards[0].columns: {len(boards[0].get('columns') or [])} columns -> "
+                       f"{len(cols)} from big.registry.leaderboard_columns()")
+        boards[0]["columns"] = cols
+    doc["leaderboards"] = boards
+    image = docker_image or (IMAGE_CODE if "code" in tracks else IMAGE_RESULTS)
+    setkey(doc, "docker_image", image, "docker_image")
+    if queue:
+        setkey(doc, "queue", queue, "queue")
+    title = str(doc.get("title", "BIG benchmark"))
+    suffix = ""
+    if sorted(resolutions) != list(registry.SIZES):
+        suffix += f" — {_px(resolutions)}"
+    if synthetic:
+        suffix += " [SYNTHETIC DATA]"
+    if suffix:
+        setkey(doc, "title", title + suffix, "title")
+    if contact_email:
+        setkey(doc, "contact_email", contact_email, "contact_email")
+    # tasks: the results track has no ingestion program and no input data
+    if "code" not in tracks:
+        for t in doc.get("tasks") or []:
+            for k in ("ingestion_program", "input_data"):
+                if k in t:
+                    changes.append(f"tasks[{t.get('index')}].{k}: removed (results track only)")
+                    del t[k]
+    # phase dates: the first phase starts at --start and keeps its length; later phases shift along
+    phases = doc.get("phases") or []
+    if start is not None and phases:
+        first = _as_datetime(phases[0].get("start"))
+        if first is None:
+            raise UsageError([Problem("phases[0].start is not a date; cannot shift the phases", file="competition.yaml")])
+        delta = start - first
+        for i, ph in enumerate(phases):
+            for key in ("start", "end"):
+                if key in ph:
+                    old = _as_datetime(ph[key])
+                    if old is None:
+                        raise UsageError([Problem(f"phases[{i}].{key} is not a date", file="competition.yaml")])
+                    setkey(ph, key, old + delta, f"phases[{i}].{key}")
+    return doc, changes
+
+
+def dump_competition(doc: dict) -> str:
+    import yaml
+
+    header = ("# Generated by `big bundle` from the repository's competition.yaml template.\n"
+              "# CodaBench competition bundle, version 2 (see pages/ and `big lint`).\n")
+    return header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100, default_flow_style=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# programs
+# ---------------------------------------------------------------------------------------------
+
+def _rewrite_yaml_config(path: Path, updates: Dict[str, object], header: str) -> List[str]:
+    """Set ``updates`` in a program's config.yaml (other keys kept) and return the changes made."""
+    import yaml
+
+    doc = load_yaml(path) if path.is_file() else {}
+    changes = []
+    for k, v in updates.items():
+        if doc.get(k) != v:
+            changes.append(f"{path.parent.name}/{path.name}: {k}: {doc.get(k, '<unset>')!r} -> {v!r}")
+            doc[k] = v
+    text = header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return changes
+
+
+def copy_program(src: Path, dest: Path, *, baselines_tables: Optional[Path] = None) -> Path:
+    """Copy a program folder plus the ``big`` package beside its entry point (runs on its own)."""
+    if not (src / "metadata.yaml").is_file() and not (src / "metadata").is_file():
+        raise UsageError([Problem("no metadata.yaml in the program folder", file=str(src))])
+    shutil.copytree(src, dest, ignore=_ignore_code)
+    copy_package(dest)
+    if baselines_tables is not None and baselines_tables.is_dir():
+        shutil.copytree(baselines_tables, dest / "baselines" / "tables", ignore=_ignore_code)
+    return dest
+
+
+# ---------------------------------------------------------------------------------------------
+# the bundle
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class BundleOptions:
+    data_root: PathLike
+    out: PathLike = "big_bundle.zip"
+    tracks: Sequence[str] = TRACKS
+    input_sizes: Optional[Sequence[int]] = None
+    resolutions: Sequence[int] = registry.SIZES
+    allow_synthetic: bool = False
+    download: bool = False
+    organizer: Optional[str] = None
+    contact_email: Optional[str] = None
+    start: Optional[str] = None
+    docker_image: Optional[str] = None
+    queue: Optional[str] = None
+    keep_folder: Optional[PathLike] = None  # also leave the unzipped bundle here
+    repo: PathLike = REPO
+
+
+@dataclass
+class BundleResult:
+    zip_path: Path
+    folder: Optional[Path]
+    changes: List[str]
+    contents: List[Tuple[str, int]]
+    findings: list
+    synthetic: bool
+    input_sizes: List[int] = field(default_factory=list)
+
+    @property
+    def zip_bytes(self) -> int:
+        return self.zip_path.stat().st_size
+
+
+def _check_options(o: BundleOptions) -> Tuple[List[str], List[int], List[int], Optional[_dt.datetime]]:
+    problems: List[Problem] = []
+    tracks = [t.strip() for t in o.tracks if t.strip()]
+    bad = [t for t in tracks if t not in TRACKS]
+    if bad or not tracks:
+        problems.append(Problem(f"--tracks {','.join(tracks)!s}: expected results, code or both"))
+    resolutions = sorted({int(r) for r in o.resolutions})
+    badr = [r for r in resolutions if r not in registry.SIZES]
+    if badr or not resolutions:
+        problems.append(Problem(f"--resolutions {resolutions}: expected some of {', '.join(map(str, registry.SIZES))}"))
+    if o.input_sizes is None:
+        input_sizes = [s for s in (28, 64) if s in resolutions] or resolutions[:1]
+    else:
+        input_sizes = sorted({int(s) for s in o.input_sizes})
+        outside = [s for s in input_sizes if s not in resolutions]
+        if outside or not input_sizes:
+            problems.append(Problem(f"--input-sizes {input_sizes}: every size must be an accepted resolution "
+                                    f"({', '.join(map(str, resolutions))})"))
+    if o.contact_email is not None and not EMAIL_RE.match(o.contact_email):
+        problems.append(Problem(f"--contact-email {o.contact_email!r} is not an e-mail address"))
+    if o.queue is not None and not UUID_RE.match(o.queue):
+        problems.append(Problem(f"--queue {o.queue!r}: expected the queue's vhost UUID as CodaBench shows it "
+                                "(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"))
+    if o.docker_image is not None and (not o.docker_image.strip() or len(o.docker_image) > 128):
+        problems.append(Problem("--docker-image must be a public image name of at most 128 characters"))
+    if not Path(o.data_root).is_dir():
+        problems.append(Problem("the data root is not a folder", file=str(o.data_root)))
+    if not str(o.out).endswith(".zip"):
+        problems.append(Problem(f"--out {o.out}: the bundle is a .zip file"))
+    start = parse_start(o.start) if o.start else None
+    if problems:
+        raise UsageError(problems)
+    return tracks, resolutions, input_sizes, start
+
+
+def _download_missing(root: Path, sizes: Sequence[int], log) -> None:
+    from ..reference import download
+
+    for ds in registry.datasets():
+        for size in sizes:
+            if not (root / ds.file_name(size)).is_file():
+                download(root, ds.flag, size, progress=log)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000.0
+    return f"{n:.2f} GB"
+
+
+def zip_folder(folder: Path, out: Path) -> List[Tuple[str, int]]:
+    """Zip the *contents* of ``folder`` (competition.yaml at the zip root), atomically."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    contents = []
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
+            for path in iter_files(folder):
+                rel = path.relative_to(folder).as_posix()
+                # image arrays: fast compression (they are most of the bytes), text: default level
+                level = 1 if path.suffix == ".npy" else 6
+                zf.write(path, rel, compress_type=zipfile.ZIP_DEFLATED, compresslevel=level)
+                contents.append((rel, path.stat().st_size))
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return contents
+
+
+def summarize_contents(contents: List[Tuple[str, int]], depth: int = 2) -> List[Tuple[str, int, int]]:
+    """(folder or file up to ``depth`` levels, files, bytes), in path order."""
+    agg: Dict[str, List[int]] = {}
+    for rel, size in contents:
+        parts = rel.split("/")
+        key = "/".join(parts[:depth]) + ("/" if len(parts) > depth else "")
+        a = agg.setdefault(key, [0, 0])
+        a[0] += 1
+        a[1] += size
+    return [(k, v[0], v[1]) for k, v in sorted(agg.items())]
+
+
+def build_bundle(options: BundleOptions, *, log: Callable[[str], None] = print) -> BundleResult:
+    """Build the CodaBench bundle zip. Layout (zip root)::
+
+        competition.yaml  logo.png  pages/*.md
+        scoring_program/      metadata.yaml score.py config.yaml big/ baselines/tables/
+        ingestion_program/    metadata.yaml ingest.py config.yaml big/          (code track)
+        dev/reference_data/   labels of the validation split (scoring only)
+        dev/input_data/       images of the validation split, {flag}_{size}.npy  (code track)
+        final/reference_data/ final/input_data/   the same for the test split
+        starting_kit/         what participants download
+
+    Nothing is written at ``out`` unless the whole build and the lint pass.
+    """
+    from ..inputdata import write_input_data
+    from ..reference import Reference, build_reference
+    from . import lint as lint_mod
+
+    o = options
+    tracks, resolutions, input_sizes, start = _check_options(o)
+    repo = Path(o.repo)
+    root = Path(o.data_root)
+    out = Path(o.out).resolve()
+    template_path = repo / "competition.yaml"
+    template = load_yaml(template_path)
+    for needed in ("logo.png", PAGE_DIR, "scoring_program"):
+        if not (repo / needed).exists():
+            hint = " (run `python scripts/make_logo.py`)" if needed == "logo.png" else ""
+            raise UsageError([Problem(f"missing {needed}{hint}", file=str(repo))])
+    if "code" in tracks and not (repo / "ingestion_program").is_dir():
+        raise UsageError([Problem("the code track needs ingestion_program/; build with --tracks results",
+                                  file=str(repo))])
+    fields = {"organizer": o.organizer, "contact_email": o.contact_email}
+    missing_fields = set()
+    for page in sorted((repo / PAGE_DIR).glob("*.md")):
+        missing_fields.update(f for f in unfilled_fields(page.read_text(encoding="utf-8")) if not fields.get(f))
+    if FIELD_RE.search(str(template.get("contact_email", ""))) and not o.contact_email:
+        missing_fields.add("contact_email")
+    if missing_fields:
+        opts = ", ".join(f"--{f.replace('_', '-')}" for f in sorted(missing_fields))
+        raise UsageError([Problem(f"the pages need {opts} (fields {', '.join(sorted(missing_fields))} are unfilled)")])
+
+    if o.download:
+        _download_missing(root, sorted(set(input_sizes) | {28}), log)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.stem}.", suffix=".staging", dir=out.parent))
+    try:
+        changes: List[str] = []
+        log(f"building the bundle in {stage}")
+        # reference data (labels) per split
+        synthetic = False
+        for split, folder in (("val", "dev"), ("test", "final")):
+            ref_dir = build_reference(root, split, stage / folder / "reference_data",
+                                      allow_synthetic=o.allow_synthetic, progress=log)
+            synthetic |= Reference(ref_dir).synthetic
+            log(f"{folder}/reference_data: labels of the {split} split")
+            if "code" in tracks:
+                write_input_data(root, split, input_sizes, stage / folder / "input_data",
+                                 allow_synthetic=o.allow_synthetic, progress=log)
+                log(f"{folder}/input_data: images of the {split} split at {_px(input_sizes)}")
+        # programs
+        copy_program(repo / "scoring_program", stage / "scoring_program",
+                      baselines_tables=repo / "baselines" / "tables")
+        changes += _rewrite_yaml_config(stage / "scoring_program" / "config.yaml", {"resolutions": resolutions},
+                                        "# Written by `big bundle`: resolutions = --resolutions.\n")
+        if not (repo / "baselines" / "tables").is_dir():
+            log("note: baselines/tables/ does not exist yet; the report shows no baseline overlay")
+        doc, yaml_changes = render_competition(
+            template, tracks=tracks, resolutions=resolutions, synthetic=synthetic, docker_image=o.docker_image,
+            queue=o.queue, start=start, contact_email=o.contact_email)
+        changes += yaml_changes
+        if "code" in tracks:
+            copy_program(repo / "ingestion_program", stage / "ingestion_program")
+            limits = [int(ph.get("execution_time_limit") or 600) for ph in doc.get("phases") or []]
+            limit = min(limits) if limits else 600
+            budget = time_budget(limit)
+            changes += _rewrite_yaml_config(
+                stage / "ingestion_program" / "config.yaml", {"time_budget_s": budget},
+                f"# Written by `big bundle`: time_budget_s = execution_time_limit {limit} s minus "
+                f"max({TIME_MARGIN_MIN_S} s, {int(TIME_MARGIN_FRACTION * 100)}%) for container start, imports "
+                "and writing the outputs.\n")
+        # starting kit, logo, pages
+        assemble_starting_kit(stage / "starting_kit", repo=repo)
+        shutil.copy2(repo / "logo.png", stage / "logo.png")
+        blocks = generated_blocks(resolutions=resolutions, tracks=tracks, input_sizes=input_sizes,
+                                  synthetic=synthetic, docker_image=doc.get("docker_image"), queue=o.queue)
+        (stage / PAGE_DIR).mkdir()
+        for page in sorted((repo / PAGE_DIR).glob("*.md")):
+            text = fill_fields(fill_blocks(page.read_text(encoding="utf-8"), blocks), fields)
+            (stage / PAGE_DIR / page.name).write_text(text, encoding="utf-8")
+        (stage / "competition.yaml").write_text(dump_competition(doc), encoding="utf-8")
+
+        findings = lint_mod.lint_bundle(stage)
+        errors = [f for f in findings if f.level == "error"]
+        for f in findings:
+            log(f"lint: {f}")
+        if errors:
+            raise ReferenceDataError([Problem(str(f)) for f in errors],
+                                     f"the bundle fails `big lint` ({len(errors)} error(s)); nothing was written")
+        contents = zip_folder(stage, out)
+        folder = None
+        if o.keep_folder:
+            folder = Path(o.keep_folder)
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(stage, folder)
+        return BundleResult(zip_path=out, folder=folder, changes=changes, contents=contents, findings=findings,
+                            synthetic=synthetic, input_sizes=list(input_sizes) if "code" in tracks else [])
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage)
+
+
+def print_result(res: BundleResult, log: Callable[[str], None] = print) -> None:
+    log("changed from the template:")
+    for c in res.changes or ["(nothing)"]:
+        log(f"  {c}")
+    log("contents (uncompressed):")
+    for name, n, size in summarize_contents(res.contents):
+        log(f"  {_human(size):>10}  {name}" + (f"  ({n} files)" if n > 1 else ""))
+    total = sum(s for _, s in res.contents)
+    log(f"bundle {res.zip_path}: {_human(res.zip_bytes)} zipped, {_human(total)} unzipped"
+        + (" — SYNTHETIC DATA" if res.synthetic else ""))
+    warnings = [f for f in res.findings if f.level != "error"]
+    log(f"lint: no errors, {len(warnings)} warning(s)")
+
+
+# ---------------------------------------------------------------------------------------------
+# size estimate for the genuine data (images of val + test at the input sizes, uncompressed)
+# ---------------------------------------------------------------------------------------------
+
+def estimate_input_bytes(sizes: Sequence[int], splits: Sequence[str] = ("val", "test")) -> int:
+    total = 0
+    for ds in registry.datasets():
+        for size in sizes:
+            per = size * size * ds.n_channels
+            total += sum(ds.n_samples[s] for s in splits) * per + 128
+    return total
+
+
+def default_blocks() -> Dict[str, str]:
+    """The generated page blocks as committed in the repository (all resolutions, both tracks, genuine)."""
+    return generated_blocks()
+
+
+def template_drift(repo: PathLike = REPO) -> List[str]:
+    """Where the committed template differs from what the registry generates (empty = in sync)."""
+    out = []
+    doc = load_yaml(Path(repo) / "competition.yaml")
+    cols = ((doc.get("leaderboards") or [{}])[0] or {}).get("columns")
+    if cols != registry.leaderboard_columns():
+        out.append("competition.yaml: leaderboards[0].columns differ from big.registry.leaderboard_columns()")
+    blocks = default_blocks()
+    for page in sorted((Path(repo) / PAGE_DIR).glob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        if fill_blocks(text, blocks) != text:
+            out.append(f"{PAGE_DIR}/{page.name}: generated blocks are stale")
+    return out
+
+
+def sync_template(repo: PathLike = REPO) -> List[str]:
+    """Refresh the generated page blocks of the committed pages (``python -m big.codabench.bundle``)."""
+    changed = []
+    blocks = default_blocks()
+    for page in sorted((Path(repo) / PAGE_DIR).glob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        new = fill_blocks(text, blocks)
+        if new != text:
+            page.write_text(new, encoding="utf-8")
+            changed.append(str(page))
+    return changed
+
+
+if __name__ == "__main__":  # refresh the committed pages' generated blocks
+    for p in sync_template():
+        print(f"updated {p}")

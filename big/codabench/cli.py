@@ -1,0 +1,96 @@
+"""Verbs of the CodaBench area: ``big bundle``, ``big lint``, ``big run-local``.
+
+Imports nothing heavy at import time; each handler imports its module and returns an exit code.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _sizes(text: str):
+    from ..cli import _sizes as parse
+
+    return parse(text)
+
+
+def _tracks(text: str):
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _bundle(args) -> int:
+    from . import bundle
+
+    opts = bundle.BundleOptions(
+        data_root=args.data_root, out=args.out, tracks=args.tracks, input_sizes=args.input_sizes,
+        resolutions=args.resolutions or bundle.registry.SIZES, allow_synthetic=args.allow_synthetic,
+        download=args.download, organizer=args.organizer, contact_email=args.contact_email, start=args.start,
+        docker_image=args.docker_image, queue=args.queue, keep_folder=args.keep_folder)
+    res = bundle.build_bundle(opts, log=print)
+    bundle.print_result(res)
+    return 0
+
+
+def _lint(args) -> int:
+    from .lint import ERROR, lint_bundle
+
+    findings = lint_bundle(args.bundle)
+    for f in findings:
+        print(str(f), file=sys.stderr if f.level == ERROR else sys.stdout)
+    errors = sum(f.level == ERROR for f in findings)
+    warnings = len(findings) - errors
+    summary = f"{args.bundle}: {errors} error(s), {warnings} warning(s)"
+    if errors or (args.strict and warnings):
+        print(f"error: {summary}", file=sys.stderr)
+        return 1
+    print(f"OK: {summary}")
+    return 0
+
+
+def _run_local(args) -> int:
+    from . import worker
+
+    opts = worker.RunLocalOptions(bundle=args.bundle, submission=args.submission, phase=args.phase,
+                                  work_dir=args.work_dir, python=args.python or sys.executable, docker=args.docker,
+                                  network=not args.network_none, gpu=args.gpus, time_limit=args.time_limit)
+    res = worker.run_local(opts, log=print)
+    worker.print_result(res)
+    return 0 if res.status == "Finished" and not res.problems and not res.missing else 1
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bundle", help="build the CodaBench competition bundle zip (then lint it)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data-root", required=True, help="folder with the MedMNIST+ npz files")
+    p.add_argument("--out", default="big_bundle.zip", help="bundle zip to write")
+    p.add_argument("--tracks", type=_tracks, default=["results", "code"],
+                   help="results,code (code adds the ingestion program and input images)")
+    p.add_argument("--input-sizes", type=_sizes, default=None,
+                   help="image sizes in input_data for code submissions (default 28,64 within --resolutions)")
+    p.add_argument("--resolutions", type=_sizes, default=None, help="accepted resolutions (default 28,64,128,224)")
+    p.add_argument("--allow-synthetic", action="store_true", help="accept files whose MD5 differs (stamped SYNTHETIC)")
+    p.add_argument("--download", action="store_true", help="fetch missing npz files (MD5-checked, progress shown)")
+    p.add_argument("--organizer", help="organizer names for the About and Terms pages")
+    p.add_argument("--contact-email", help="contact e-mail (competition.yaml and pages)")
+    p.add_argument("--start", help="UTC start of the Development phase, YYYY-MM-DD[ HH:MM:SS]; later dates shift along")
+    p.add_argument("--docker-image", help="override docker_image (default gpu310 with the code track, else py312)")
+    p.add_argument("--queue", help="CodaBench queue vhost UUID (your own, e.g. GPU, worker)")
+    p.add_argument("--keep-folder", help="also keep the unzipped bundle in this folder")
+    p.set_defaults(func=_bundle)
+
+    p = sub.add_parser("lint", help="check a bundle zip or folder against CodaBench's real rules")
+    p.add_argument("bundle", help="bundle zip or folder")
+    p.add_argument("--strict", action="store_true", help="warnings fail too")
+    p.set_defaults(func=_lint)
+
+    p = sub.add_parser("run-local", help="run a submission through a bundle like CodaBench's compute worker")
+    p.add_argument("--bundle", required=True, help="bundle zip or folder")
+    p.add_argument("--submission", required=True, help="submission zip (results or code)")
+    p.add_argument("--phase", default="development", help="development, test, a phase name or index")
+    p.add_argument("--work-dir", help="run folder to create (default a new temporary folder)")
+    p.add_argument("--python", help="interpreter for `python3` in the programs' commands (default this one)")
+    p.add_argument("--time-limit", type=int, help="override the phase's execution_time_limit (seconds)")
+    p.add_argument("--docker", action="store_true", help="run each job in the competition's docker_image")
+    p.add_argument("--network-none", action="store_true", help="with --docker: no network in the containers")
+    p.add_argument("--gpus", action="store_true", help="with --docker: pass all GPUs")
+    p.set_defaults(func=_run_local)
