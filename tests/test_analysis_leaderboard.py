@@ -258,3 +258,16 @@ def test_leaderboard_on_genuine_labels(mixed_root, tmp_path):
     auc = next(b for b in run.boards if b.metric == "auc")
     assert [r.name for r in auc.rows] == ["strong", "weak"]
     assert auc.rows[0].dataset_ranks["breastmnist"] == 1.0 and auc.rows[0].avg_rank < auc.rows[1].avg_rank
+
+
+def test_plain_progress_without_tqdm(folder, synth_ref, tmp_path, monkeypatch, capsys):
+    """A bare image without tqdm still gets a progress report (a line per 10 %)."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    root, subs = folder
+    run = lb.run(subs, synth_ref, tmp_path / "o", n_boot=0, progress=True, log=lambda s: None)
+    err = capsys.readouterr().err
+    n = len(run.entries)
+    assert f"scoring: {n}/{n}" in err and "scoring: 1/" in err
+    assert set(run.phase_s) == {"setup", "scoring", "output"} and run.phase_s["scoring"] > 0

@@ -147,6 +147,7 @@ def discover(folder: PathLike, *, exclude: Sequence[PathLike] = ()) -> List[Tupl
 
 
 _REF_CACHE: Dict[str, object] = {}
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _reference(folder: str):
@@ -232,6 +233,8 @@ class LeaderboardRun:
     split: str
     reference_sha256: str
     reference_synthetic: bool
+    #: wall seconds of the run's phases: setup (reference, discovery), scoring (all entries), output
+    phase_s: Dict[str, float] = field(default_factory=dict)
 
     @property
     def skipped(self) -> List[Entry]:
@@ -260,6 +263,39 @@ def build_boards(entries: Sequence[Entry]) -> List[Board]:
     return boards
 
 
+class _PlainProgress:
+    """Stand-in for tqdm where it is not installed (e.g. a bare CodaBench image): a line per 10%."""
+
+    def __init__(self, total: int, enabled: bool):
+        import sys
+
+        self.total, self.n, self.enabled, self.err, self._last = total, 0, enabled, sys.stderr, -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def set_postfix_str(self, *a, **k) -> None:
+        pass
+
+    def update(self, k: int = 1) -> None:
+        self.n += k
+        step = 10 * self.n // max(self.total, 1)
+        if self.enabled and step != self._last:
+            self._last = step
+            print(f"scoring: {self.n}/{self.total}", file=self.err, flush=True)
+
+
+def _progress_bar(total: int, enabled: bool):
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _PlainProgress(total, enabled)
+    return tqdm(total=total, desc="scoring", unit="sub", disable=not enabled, dynamic_ncols=True)
+
+
 def run(submissions: PathLike, reference: PathLike, out: PathLike, *, n_boot: int = 1000, seed: int = 0,
         level: float = 0.95, jobs: int = 1, resolutions: Sequence[int] = registry.SIZES, progress: bool = True,
         log: Callable[[str], None] = print) -> LeaderboardRun:
@@ -279,10 +315,9 @@ def run(submissions: PathLike, reference: PathLike, out: PathLike, *, n_boot: in
     log(f"re-scoring {len(tasks)} entr{'y' if len(tasks) == 1 else 'ies'} of {submissions} against the "
         f"{ref.split} reference{' (SYNTHETIC)' if ref.synthetic else ''}"
         + (f", bootstrap B={n_boot}" if n_boot else ", no bootstrap") + f", {jobs} process(es)")
-    from tqdm import tqdm
-
+    t_setup = time.perf_counter()
     entries: Dict[str, Entry] = {}
-    with tqdm(total=len(tasks), desc="scoring", unit="sub", disable=not progress, dynamic_ncols=True) as bar:
+    with _progress_bar(len(tasks), progress) as bar:
         if jobs == 1:
             for task in tasks:
                 bar.set_postfix_str(task[0][:30], refresh=False)
@@ -292,8 +327,17 @@ def run(submissions: PathLike, reference: PathLike, out: PathLike, *, n_boot: in
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor, as_completed
 
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            # one BLAS thread per worker: the workers already use every core, more threads only contend
+            saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+            os.environ.update({k: "1" for k in _THREAD_VARS if saved[k] is None})
+            try:
+                pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
                 futures = {pool.submit(_evaluate_task, t): t[0] for t in tasks}
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+            with pool:
                 try:
                     for fut in as_completed(futures):
                         entries[futures[fut]] = fut.result()
@@ -303,12 +347,14 @@ def run(submissions: PathLike, reference: PathLike, out: PathLike, *, n_boot: in
                         f.cancel()
                     raise
     ordered = [entries[t[0]] for t in tasks]
+    t_scored = time.perf_counter()
     boards = build_boards(ordered)
     lb = LeaderboardRun(ordered, boards, {}, 0.0, n_boot, seed, level, ref.split, ref.sha256(), ref.synthetic)
     for e in lb.skipped:
         log(f"skipped {e.name} ({e.kind}): {e.summary}")
     lb.files = write_outputs(lb, out, source=str(submissions))
     lb.wall_s = time.perf_counter() - t0
+    lb.phase_s = {"setup": t_setup - t0, "scoring": t_scored - t_setup, "output": t0 + lb.wall_s - t_scored}
     ok = len(ordered) - len(lb.skipped)
     log(f"{ok} submission(s) ranked, {len(lb.skipped)} skipped; leaderboards in {out} "
         f"({lb.wall_s:.1f} s)")

@@ -1,0 +1,156 @@
+"""Benchmark: re-ranking a folder of full-size test submissions with ``big leaderboard``.
+
+Setup (not timed): a full-size synthetic test reference (119,320 samples over the 12 datasets:
+``big.data.synthetic_labels`` + ``big.reference.write_reference``) and ``--n-subs`` result zips
+(``big.submission.write_submission``, '%.17g' floats, about 11 MB each). ``--distinct`` of them
+hold different predictions; the others are byte copies of those (separate files, so every one is
+read, unzipped, parsed and validated in full: the cost does not depend on the values).
+
+Timed:
+1. the whole leaderboard without bootstrap (``--repeats`` runs, median), with the split of the
+   workers' time into reading (unzip + CSV parse + validation) and metrics, and of the wall time
+   into setup, scoring and writing the outputs;
+2. the leaderboard with the bootstrap (B = ``--bootstrap``) on ``--boot-subs`` of the submissions
+   (all of them when equal to ``--n-subs``); the time for all ``--n-subs`` is extrapolated linearly
+   (each submission costs the same; the workers are kept busy as long as boot-subs is a multiple of
+   --jobs).
+
+The page cache is warm (the files were just written); reading is CPU-bound parsing, not disk I/O.
+
+    .venv/bin/python benchmarks/bench_leaderboard.py                    # 100 subs, B=1000 on 10
+    .venv/bin/python benchmarks/bench_leaderboard.py --n-subs 20 --boot-subs 2 --bootstrap 200
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from big import data, registry  # noqa: E402
+from big.analysis import leaderboard  # noqa: E402
+from big.reference import write_reference  # noqa: E402
+from big.submission import write_submission  # noqa: E402
+
+
+def predictions(labels, rng, noise: float):
+    out = {}
+    for ds in registry.datasets():
+        y = labels[ds.flag]
+        onehot = y.astype(float) if ds.kind == registry.MULTILABEL else np.eye(ds.n_labels)[y[:, 0]]
+        out[ds.flag] = np.clip((1 - noise) * onehot + noise * rng.random(onehot.shape), 0.0, 1.0)
+    return out
+
+
+def setup(work: Path, n_subs: int, distinct: int, seed: int):
+    t0 = time.perf_counter()
+    labels = {ds.flag: data.synthetic_labels(ds, ds.n_samples["test"], seed=seed, split="test")
+              for ds in registry.datasets()}
+    rows = sum(v.shape[0] for v in labels.values())
+    ref = write_reference(work / "ref", "test", labels, {}, synthetic=True)
+    subs = work / "subs"
+    subs.mkdir()
+    rng = np.random.default_rng(seed)
+    originals = []
+    for i in range(distinct):
+        p = write_submission(subs / f"sub{i:03d}.zip", predictions(labels, rng, noise=0.55 + 0.4 * i / max(distinct, 1)),
+                             28)
+        originals.append(p)
+    for i in range(distinct, n_subs):
+        shutil.copyfile(originals[i % distinct], subs / f"sub{i:03d}.zip")
+    size = sum(p.stat().st_size for p in subs.iterdir())
+    print(f"setup: reference with {rows:,} test rows, {n_subs} zips ({distinct} distinct), "
+          f"{size / 1e9:.2f} GB, {time.perf_counter() - t0:.0f} s", flush=True)
+    return ref, subs, rows
+
+
+def one_run(subs: Path, ref: Path, out: Path, *, n_boot: int, jobs: int):
+    lb = leaderboard.run(subs, ref, out, n_boot=n_boot, seed=0, jobs=jobs, progress=False, log=lambda s: None)
+    assert not lb.skipped, [e.summary for e in lb.skipped]
+    return lb
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n-subs", type=int, default=100)
+    ap.add_argument("--distinct", type=int, default=10)
+    ap.add_argument("--bootstrap", type=int, default=1000)
+    ap.add_argument("--boot-subs", type=int, default=10, help="submissions timed with the bootstrap (0 = skip)")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workdir", help="folder for the generated files (default: a temp folder, removed)")
+    ap.add_argument("--json", help="also write the figures to this JSON file")
+    args = ap.parse_args(argv)
+
+    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="bench_leaderboard."))
+    work.mkdir(parents=True, exist_ok=True)
+    figures = {"n_subs": args.n_subs, "jobs": args.jobs, "cpu_count": os.cpu_count(), "bootstrap": args.bootstrap}
+    try:
+        ref, subs, rows = setup(work, args.n_subs, min(args.distinct, args.n_subs), args.seed)
+        figures["rows_per_submission"] = rows
+
+        walls, runs = [], []
+        for i in range(args.repeats):
+            lb = one_run(subs, ref, work / "out0", n_boot=0, jobs=args.jobs)
+            walls.append(lb.wall_s)
+            runs.append(lb)
+            print(f"no bootstrap, run {i + 1}: {lb.wall_s:.1f} s", flush=True)
+        med = statistics.median(walls)
+        lb = runs[walls.index(med)] if med in walls else runs[0]
+        st = lb.stage_seconds()
+        worker = st["read"] + st["metrics"]
+        figures["no_bootstrap"] = {
+            "wall_s_median": med, "wall_s_all": walls, "per_submission_wall_s": med / args.n_subs,
+            "worker_s": {"read": st["read"], "metrics": st["metrics"]},
+            "read_share_of_worker_time": st["read"] / worker, "phases_s": lb.phase_s,
+        }
+        print(f"\nWITHOUT bootstrap: {args.n_subs} submissions x {rows:,} rows, {args.jobs} processes: "
+              f"median {med:.1f} s wall ({med / args.n_subs * 1000:.0f} ms per submission)")
+        print(f"  worker time (summed over processes): reading (unzip + parse + validate) {st['read']:.1f} s = "
+              f"{100 * st['read'] / worker:.0f} %, metrics {st['metrics']:.1f} s = {100 * st['metrics'] / worker:.0f} %")
+        print("  wall phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in lb.phase_s.items()), flush=True)
+
+        if args.boot_subs > 0:
+            k = min(args.boot_subs, args.n_subs)
+            part = work / "boot_subs"
+            part.mkdir()
+            for p in sorted(subs.iterdir())[:k]:
+                os.link(p, part / p.name)
+            lb = one_run(part, ref, work / "out1", n_boot=args.bootstrap, jobs=args.jobs)
+            st = lb.stage_seconds()
+            per_boot = st["bootstrap"] / k
+            est = lb.wall_s * args.n_subs / k
+            figures["bootstrap"] = {
+                "measured_subs": k, "wall_s": lb.wall_s, "worker_s": st, "bootstrap_s_per_submission": per_boot,
+                "extrapolated_wall_s": est, "phases_s": lb.phase_s,
+            }
+            print(f"\nWITH bootstrap B={args.bootstrap}: {k} submissions in {lb.wall_s:.1f} s wall "
+                  f"({args.jobs} processes); per submission: bootstrap {per_boot:.1f} s, reading "
+                  f"{st['read'] / k:.2f} s, metrics {st['metrics'] / k:.2f} s (one process)")
+            verb = "measured" if k == args.n_subs else f"extrapolated from {k}"
+            print(f"  {args.n_subs} submissions: {est:.0f} s = {est / 60:.1f} min ({verb})")
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        figures["peak_rss_mb"] = {"main": me, "largest_worker": peak}
+        print(f"\npeak memory: main process {me:.0f} MB, largest worker {peak:.0f} MB", flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
