@@ -560,6 +560,7 @@ class CappedEcho(threading.Thread):
         self._tail = collections.deque()
         self._tail_len = 0
         self._at_line_start = True
+        self._recent = b""
 
     def _emit(self, data: bytes) -> None:
         text = data.decode("utf-8", "replace")
@@ -584,6 +585,7 @@ class CappedEcho(threading.Thread):
             if not block:
                 break
             self.total += len(block)
+            self._recent = (self._recent + block)[-4096:]
             room = self.head - self.echoed
             if room > 0:
                 self._emit(block[:room])
@@ -612,11 +614,9 @@ class CappedEcho(threading.Thread):
             self._emit(b"\n")
 
     def last_lines(self, n: int = 15) -> str:
-        data = self.tail_text() or b""
-        if not data and self.echoed:
-            return ""
-        lines = data.decode("utf-8", "replace").splitlines()
-        return "\n".join(lines[-n:])
+        """The model's last output lines (for a crash message), whether or not they were echoed."""
+        lines = self._recent.decode("utf-8", "replace").splitlines()
+        return "\n".join(line[-300:] for line in lines[-n:])
 
 
 @dataclass
