@@ -236,3 +236,17 @@ def test_compare_on_genuine_labels(mixed_root, tmp_path):
     breast = next(r for r in rows if r["dataset"] == "breastmnist" and r["metric"] == "auc")
     assert float(breast["sb - sa"]) > 0 and math.isfinite(float(breast["sa"]))
     assert len(list((tmp_path / "out").glob("*.png"))) == 6
+
+
+def test_plots_survive_broken_baseline_tables(scored, tmp_path, monkeypatch):
+    _, _, outs = scored
+    bad = tmp_path / "tables"
+    bad.mkdir()
+    (bad / "means.csv").write_text("wrong,header\n1,2\n")
+    (bad / "per_dataset.csv").write_text("wrong,header\n1,2\n")
+    monkeypatch.setenv("BIG_BASELINE_TABLES", str(bad))
+    log = []
+    res = compare.load_results([str(outs["a"])])
+    paths = compare.write_plots(res, tmp_path / "out", log=log.append)
+    assert len(paths) == 6 and all(p.is_file() for p in paths)
+    assert any("baseline tables could not be read" in line for line in log)

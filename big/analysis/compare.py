@@ -343,25 +343,35 @@ def difference_markdown(results: Sequence[Result]) -> str:
 
 def write_plots(results: Sequence[Result], out: Path, *, baselines: str = "default",
                 log: Callable[[str], None] = print) -> List[Path]:
-    """The website's six figures (:func:`big.plots.website_plots`): a line and a box plot of each
-    metric over the 12 datasets, one series per result, with the published baselines at the same
-    resolution overlaid: ``baselines`` = "default" (those the detailed results page shows),
-    "all" (every baseline at that resolution) or "none"."""
+    """The website's six figures, drawn by :mod:`big.plots` with the titles of the detailed results
+    page: a line and a box plot of each metric over the 12 datasets, one series per result, with the
+    published baselines at the same resolution overlaid. ``baselines`` = "default" (those the
+    detailed results page shows), "all" (every baseline at that resolution) or "none"."""
     from .. import baselines as bl
     from .. import plots
 
     if baselines not in ("default", "all", "none"):
         raise UsageError([Problem(f"--baselines must be default, all or none, not {baselines!r}")])
-    series = [(r.name, {m: {f: r.values[f][m] for f in registry.flags()} for m in METRICS}) for r in results]
-    overlay = None
+    res = results[0].resolution
+    chosen = []
     if baselines != "none":
-        res = results[0].resolution
-        chosen = bl.baselines_for(res, only=bl.DEFAULT_OVERLAY if baselines == "default" else None)
+        try:
+            chosen = bl.baselines_for(res, only=bl.DEFAULT_OVERLAY if baselines == "default" else None)
+        except BigError as exc:  # organizer-side tables: say what is wrong, draw the submissions anyway
+            log(f"warning: the baseline tables could not be read ({exc.summary}); plots without baselines")
         if not chosen:
-            log(f"note: no baseline tables with results at {res} px; the plots show the submissions only")
-        overlay = bl.overlays(chosen)
-    paths = plots.website_plots(series, out, overlay)
-    return [paths[f"{m}_{kind}"] for m in METRICS for kind in ("lineplot", "boxplot")]
+            log(f"note: no baseline results at {res}x{res} in the baseline tables; the plots show the results only")
+    out = Path(out)
+    paths = []
+    for m in METRICS:
+        series = [(r.name, {f: r.values[f][m] for f in registry.flags()}) for r in results]
+        overlay = bl.overlay(chosen, m) if chosen else None
+        title = registry.METRIC_TITLES[m]
+        paths.append(plots.metric_line_plot(series, m, out / f"{m}_lineplot.png", overlay,
+                                            title=f"{title} across the 12 datasets ({res}x{res})"))
+        paths.append(plots.metric_box_plot(series, m, out / f"{m}_boxplot.png", overlay,
+                                           title=f"{title} over the 12 datasets ({res}x{res})"))
+    return paths
 
 
 # ---------------------------------------------------------------------------------------------
