@@ -198,6 +198,8 @@ class Baseline:
     std: Dict[str, float] = field(default_factory=dict)
     #: metric -> where the number(s) come from
     sources: Dict[str, str] = field(default_factory=dict)
+    #: short names of the tables used: thesis-T5, thesis-T6, doerrich-average, doerrich-per-dataset
+    tables: List[str] = field(default_factory=list)
 
     @property
     def key(self) -> Tuple[str, str, bool]:
@@ -238,6 +240,8 @@ def baselines_for(resolution: int, *, folder: Optional[PathLike] = None,
             if r[m] is not None and m not in b.mean:
                 b.mean[m] = r[m]
                 b.sources[m] = r["source"]
+                if r["table"] not in b.tables:
+                    b.tables.append(r["table"])
                 if r[f"{m}_std"] is not None:
                     b.std[m] = r[f"{m}_std"]
     for r in load_per_dataset(folder):
@@ -247,6 +251,8 @@ def baselines_for(resolution: int, *, folder: Optional[PathLike] = None,
         for m in registry.METRIC_KEYS:
             if r[m] is not None:
                 b.per_dataset.setdefault(m, {})[r["dataset"]] = r[m]
+                if "doerrich-per-dataset" not in b.tables:
+                    b.tables.append("doerrich-per-dataset")
                 src = b.sources.get(m, "")
                 if "per-dataset" not in src:
                     b.sources[m] = ("per-dataset: " + _source_family(r["source"])) + (f"; mean: {src}" if src else "")

@@ -51,20 +51,21 @@ DPI = 100
 #: qualitative palette for submissions (tab10 order), extended by evenly spaced hues when needed
 _SERIES_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
                    "#17becf", "#bcbd22", "#7f7f7f"]
-#: muted colours for baselines, so a submission always stands out from them
-_BASELINE_COLOURS = ["#555555", "#8a6d3b", "#3b6e8a", "#6b8a3b", "#8a3b6e", "#3b8a7a", "#999999",
-                     "#b07d48", "#4876b0", "#7db048"]
+#: colours for baselines (ColorBrewer Dark2): drawn thinner and dashed/dotted, so a submission
+#: (solid, thick, round markers) always stands out from them
+_BASELINE_COLOURS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d",
+                     "#666666"]
 
 
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
 
-def _figure(w: float, h: float):
+def _figure(w: float, h: float, layout: Optional[str] = None):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(w, h), dpi=DPI)
+    fig = Figure(figsize=(w, h), dpi=DPI, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
@@ -115,6 +116,16 @@ def _baseline_split(baselines: BaselineArg):
     return per, means
 
 
+def _wrap(label: str, width: int = 20) -> str:
+    """Break long tick labels over a few lines at spaces (a timm name stays whole)."""
+    import textwrap
+
+    lines = []
+    for part in label.split("\n"):
+        lines += textwrap.wrap(part, width, break_long_words=False, break_on_hyphens=False) or [""]
+    return "\n".join(lines)
+
+
 def _values(d: Mapping[str, float], flags: Sequence[str]) -> np.ndarray:
     return np.array([d.get(f, np.nan) for f in flags], dtype=float)
 
@@ -144,7 +155,8 @@ def metric_line_plot(series: SeriesArg, metric: str, path: PathLike, baselines: 
     flags = list(flags or registry.flags())
     items = _series_list(series)
     per, means = _baseline_split(baselines)
-    fig = _figure(12, 6)
+    n_leg = len(items) + len(per) + len(means)
+    fig = _figure(12, 6.2 + 0.22 * math.ceil(n_leg / 2), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     x = np.arange(len(flags))
     arrays = []
@@ -155,7 +167,7 @@ def metric_line_plot(series: SeriesArg, metric: str, path: PathLike, baselines: 
                 label=f"{label} (baseline)", zorder=2)
     for i, (label, v) in enumerate(means):
         colour = _BASELINE_COLOURS[(len(per) + i) % len(_BASELINE_COLOURS)]
-        ax.axhline(v, linestyle=":", linewidth=1.4, color=colour, alpha=0.9,
+        ax.axhline(v, linestyle=(":", "-.")[i % 2], linewidth=1.4, color=colour, alpha=0.9,
                    label=f"{label} (baseline mean {v:.3f})", zorder=1)
     for (label, vals), colour in zip(items, series_colours(len(items))):
         y = _values(vals, flags)
@@ -163,15 +175,13 @@ def metric_line_plot(series: SeriesArg, metric: str, path: PathLike, baselines: 
         ax.plot(x, y, marker="o", markersize=6, linewidth=2.0, color=colour, label=label, zorder=3)
     _y_limits(ax, arrays, [v for _, v in means])
     ax.set_xticks(x)
-    ax.set_xticklabels(flags, rotation=90)
+    ax.set_xticklabels(flags, rotation=40, ha="right")
     ax.set_xlim(-0.5, len(flags) - 0.5)
-    ax.set_xlabel("dataset")
     ax.set_ylabel(_metric_title(metric))
     ax.grid(True, axis="y", alpha=0.3)
     ax.set_title(title or f"Comparison of {_metric_title(metric)} across datasets")
-    if items or per or means:
-        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
-    fig.tight_layout()
+    if n_leg:
+        fig.legend(loc="outside lower center", ncols=min(2, n_leg), fontsize=9, frameon=False)
     return _save(fig, path)
 
 
@@ -183,8 +193,8 @@ def metric_box_plot(series: SeriesArg, metric: str, path: PathLike, baselines: B
     per, means = _baseline_split(baselines)
     boxes = [(label, _values(v, flags), c, False) for (label, v), c in zip(items, series_colours(len(items)))]
     boxes += [(f"{label}\n(baseline)", _values(v, flags), c, True) for (label, v), c in zip(per, _BASELINE_COLOURS * 10)]
-    width = max(8.0, 1.1 * len(boxes) + 3.0)
-    fig = _figure(width, 6)
+    width = max(8.0, 1.2 * len(boxes) + 2.0)
+    fig = _figure(width, 6.6 + 0.22 * math.ceil(len(means) / 2), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     data = [b[1][np.isfinite(b[1])] for b in boxes]
     positions = np.arange(1, len(boxes) + 1)
@@ -201,18 +211,16 @@ def metric_box_plot(series: SeriesArg, metric: str, path: PathLike, baselines: B
             ax.scatter(pos + jitter, d, s=14, color=colour, edgecolor="black", linewidth=0.4, zorder=3)
     for i, (label, v) in enumerate(means):
         colour = _BASELINE_COLOURS[(len(per) + i) % len(_BASELINE_COLOURS)]
-        ax.axhline(v, linestyle=":", linewidth=1.4, color=colour, label=f"{label} (baseline mean {v:.3f})")
+        ax.axhline(v, linestyle=(":", "-.")[i % 2], linewidth=1.4, color=colour, label=f"{label} (baseline mean {v:.3f})")
     _y_limits(ax, data, [v for _, v in means])
     ax.set_xticks(positions)
-    ax.set_xticklabels([b[0] for b in boxes], rotation=20 if len(boxes) > 4 else 0, ha="right" if len(boxes) > 4 else "center",
-                       fontsize=8 if len(boxes) > 6 else 10)
+    ax.set_xticklabels([_wrap(b[0]) for b in boxes], fontsize=8 if len(boxes) > 3 else 9)
     ax.set_xlim(0.4, len(boxes) + 0.6)
     ax.set_ylabel(_metric_title(metric))
     ax.grid(True, axis="y", alpha=0.3)
     ax.set_title(title or f"Boxplot of {_metric_title(metric)} over the {len(flags)} datasets")
     if means:
-        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
-    fig.tight_layout()
+        fig.legend(loc="outside lower center", ncols=min(2, len(means)), fontsize=8, frameon=False)
     return _save(fig, path)
 
 
@@ -307,7 +315,7 @@ def roc_curves(y_true, y_score, *, kind: str, path: PathLike, class_names: Optio
     ax.set_ylabel("true positive rate")
     ax.set_title(title or "ROC curves", fontsize=11)
     ax.legend(loc="lower right", fontsize=7 if len(curves) > 6 else 8, framealpha=0.85)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.1, top=0.93)  # fixed: cheaper than tight_layout
     return _save(fig, path)
 
 
