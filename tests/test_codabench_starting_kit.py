@@ -11,7 +11,10 @@ def _fake_repo(root: Path) -> Path:
     (repo / "starting_kit" / "sample_result_submission").mkdir(parents=True)
     (repo / "starting_kit" / "README.md").write_text("# kit\n")
     (repo / "starting_kit" / "sample_result_submission" / "breastmnist_28.csv").write_text("id,0,1\n")
-    (repo / "starting_kit" / "leak.npy").write_bytes(b"\x93NUMPY")
+    (repo / "starting_kit" / "sample_code_submission").mkdir()
+    (repo / "starting_kit" / "sample_code_submission" / "weights.npz").write_bytes(b"PK")
+    (repo / "starting_kit" / "__pycache__").mkdir()
+    (repo / "starting_kit" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"0")
     (repo / "baselines" / "configs").mkdir(parents=True)
     (repo / "baselines" / "configs" / "mmpt_28.yaml").write_text("size: 28\n")
     (repo / "baselines" / "configs" / "weights.pth").write_bytes(b"0")
@@ -28,7 +31,9 @@ def test_starting_kit_contents(tmp_path):
     assert "pyproject.toml" in names
     assert "baselines/configs/mmpt_28.yaml" in names and "baselines/README.md" in names
     assert "big/registry.json" in names and "big/cli.py" in names and "big/codabench/bundle.py" in names
-    assert not any("__pycache__" in n or n.endswith((".pyc", ".npy", ".pth")) for n in names)
+    # the sample model's weights travel with the kit; caches never, weights in configs never
+    assert "sample_code_submission/weights.npz" in names
+    assert not any("__pycache__" in n or n.endswith((".pyc", ".pth")) for n in names)
 
 
 def test_starting_kit_from_real_repo_installs_readme(tmp_path):

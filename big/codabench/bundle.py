@@ -37,15 +37,16 @@ def copy_package(dest: PathLike) -> Path:
 
 
 def _copy_tree_contents(src: Path, dest: Path) -> List[Path]:
-    """Copy the contents of ``src`` into ``dest`` (merging), skipping caches and data files."""
+    """Copy the contents of ``src`` into ``dest`` (merging), skipping caches. Data files such as the
+    sample model's weights are kept; `big lint` checks that none of them holds labels."""
     written = []
     dest.mkdir(parents=True, exist_ok=True)
     for item in sorted(src.iterdir()):
-        if item.name in _ignore_code(str(src), [item.name]):
+        if item.name in _IGNORE(str(src), [item.name]):
             continue
         target = dest / item.name
         if item.is_dir():
-            shutil.copytree(item, target, ignore=_ignore_code, dirs_exist_ok=True)
+            shutil.copytree(item, target, ignore=_IGNORE, dirs_exist_ok=True)
         else:
             shutil.copy2(item, target)
         written.append(target)
@@ -59,7 +60,8 @@ def assemble_starting_kit(dest_dir: PathLike, *, repo: PathLike = REPO,
     Contents: the repository's ``starting_kit/`` folder (README, scripts, sample submissions) at the
     root, plus what is needed to train and package the mm-PT baselines on one's own machine: the
     ``big`` package, ``pyproject.toml`` (``pip install -e ".[train]"``), ``baselines/configs/`` and
-    ``baselines/README.md``. Caches, npz/npy files and weights are never copied.
+    ``baselines/README.md``. Caches are never copied; npz/npy/weights files only from starting_kit/
+    (the sample model's weights), never with the package or the configs.
     """
     repo = Path(repo)
     dest = Path(dest_dir)
@@ -350,16 +352,34 @@ def dump_competition(doc: dict) -> str:
 # ---------------------------------------------------------------------------------------------
 
 def _rewrite_yaml_config(path: Path, updates: Dict[str, object], header: str) -> List[str]:
-    """Set ``updates`` in a program's config.yaml (other keys kept) and return the changes made."""
+    """Set top-level ``updates`` in a program's config.yaml, keeping its comments and other keys.
+
+    A ``key: value  # comment`` line keeps its comment; a missing key is appended with ``header`` as
+    its comment. The result is re-read to check that it says what was meant.
+    """
     import yaml
 
-    doc = load_yaml(path) if path.is_file() else {}
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    doc = (yaml.safe_load(text) or {}) if text else {}
+    if not isinstance(doc, dict):
+        raise UsageError([Problem("must be a YAML mapping", file=str(path))])
     changes = []
     for k, v in updates.items():
-        if doc.get(k) != v:
-            changes.append(f"{path.parent.name}/{path.name}: {k}: {doc.get(k, '<unset>')!r} -> {v!r}")
-            doc[k] = v
-    text = header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
+        if doc.get(k) == v:
+            continue
+        changes.append(f"{path.parent.name}/{path.name}: {k}: {doc.get(k, '<unset>')!r} -> {v!r}")
+        value = yaml.safe_dump(v, default_flow_style=True).strip()
+        if value.endswith("..."):
+            value = value[:-3].strip()
+        line_re = re.compile(rf"^{re.escape(k)}:[^\n#]*?(\s*#.*)?$", re.M)
+        if line_re.search(text):
+            text = line_re.sub(lambda m: f"{k}: {value}" + (m.group(1) or ""), text, count=1)
+        else:
+            text = text + ("" if not text or text.endswith("\n") else "\n") + header + f"{k}: {value}\n"
+    check = yaml.safe_load(text) or {}
+    for k, v in updates.items():
+        if check.get(k) != v:
+            raise UsageError([Problem(f"could not set {k} (found {check.get(k)!r} after editing)", file=str(path))])
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
@@ -562,7 +582,7 @@ def build_bundle(options: BundleOptions, *, log: Callable[[str], None] = print) 
         copy_program(repo / "scoring_program", stage / "scoring_program",
                       baselines_tables=repo / "baselines" / "tables")
         changes += _rewrite_yaml_config(stage / "scoring_program" / "config.yaml", {"resolutions": resolutions},
-                                        "# Written by `big bundle`: resolutions = --resolutions.\n")
+                                        "# accepted resolutions (big bundle --resolutions)\n")
         if not (repo / "baselines" / "tables").is_dir():
             log("note: baselines/tables/ does not exist yet; the report shows no baseline overlay")
         doc, yaml_changes = render_competition(
@@ -576,9 +596,8 @@ def build_bundle(options: BundleOptions, *, log: Callable[[str], None] = print) 
             budget = time_budget(limit)
             changes += _rewrite_yaml_config(
                 stage / "ingestion_program" / "config.yaml", {"time_budget_s": budget},
-                f"# Written by `big bundle`: time_budget_s = execution_time_limit {limit} s minus "
-                f"max({TIME_MARGIN_MIN_S} s, {int(TIME_MARGIN_FRACTION * 100)}%) for container start, imports "
-                "and writing the outputs.\n")
+                f"# time_budget_s = execution_time_limit {limit} s minus max({TIME_MARGIN_MIN_S} s, "
+                f"{int(TIME_MARGIN_FRACTION * 100)}%) (big bundle)\n")
         # starting kit, logo, pages
         assemble_starting_kit(stage / "starting_kit", repo=repo)
         shutil.copy2(repo / "logo.png", stage / "logo.png")

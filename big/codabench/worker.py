@@ -318,6 +318,7 @@ class Worker:
     def _start(self, c: Container, logs: Path) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
         env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONNOUSERSITE"] = "1"  # as in a container: no user site-packages
         out = open(logs / f"{c.label}_stdout", "wb")
         err = open(logs / f"{c.label}_stderr", "wb")
         c.files = (out, err)
