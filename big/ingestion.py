@@ -256,20 +256,22 @@ def locate_images(dirs: Sequence[Path], size: int) -> Tuple[Dict[str, Path], Lis
             missing.append(flag)
     if not missing:
         return found, []
-    present = sorted({s for d in dirs for s in registry.SIZES
-                      if all((d / npy_name(f, s)).is_file() for f in missing)})
     where = " or ".join(str(d) for d in dirs)
-    if present:
-        msg = (f"resolution {size} is not available here; the sizes present are {', '.join(map(str, present))}. "
-               "Set Model.resolution to one of them")
-    elif len(missing) == len(registry.flags()):
-        any_sizes = sorted({s for d in dirs for s in registry.SIZES for f in registry.flags()
-                            if (d / npy_name(f, s)).is_file()})
-        msg = (f"resolution {size} is not available here" +
-               (f"; the sizes present are {', '.join(map(str, any_sizes))}. Set Model.resolution to one of them"
-                if any_sizes else f"; no input images were found in {where} (organizer: check the task's input data)"))
+    if found:  # some datasets have this size, others not: the input data is incomplete
+        return found, [Problem(f"no images at {size} px for {', '.join(missing)} in {where} (the input data is "
+                               "incomplete; organizer: rebuild it with `big input-data`)")]
+
+    def has(s: int, f: str) -> bool:
+        return any((d / npy_name(f, s)).is_file() for d in dirs)
+
+    complete = [s for s in registry.SIZES if all(has(s, f) for f in registry.flags())]
+    partial = [s for s in registry.SIZES if any(has(s, f) for f in registry.flags())]
+    if complete or partial:
+        msg = (f"resolution {size} is not available here; the sizes present are "
+               f"{', '.join(map(str, complete or partial))}. Set Model.resolution to one of them")
     else:
-        msg = f"no images at {size} px for {', '.join(missing)} in {where}"
+        msg = (f"resolution {size} is not available here; no input images were found in {where} (organizer: "
+               "check the task's input data)")
     return found, [Problem(msg)]
 
 
