@@ -135,7 +135,7 @@ def _check_top(L: _Lint, doc: dict) -> None:
     if "version" not in doc:
         L.err("version", "competition.yaml", "no `version: 2`: CodaBench would parse it as a v1.5 bundle and fail "
                                              "with 'HTML pages could not be found in the yaml file'")
-    elif v not in (2, "2"):
+    elif isinstance(v, bool) or str(v) != "2":
         L.err("version", "competition.yaml", f"version is {v!r}; only 2 (or \"2\") selects the v2 unpacker")
     if "leaderboard" in doc and "leaderboards" not in doc:
         L.err("keys", "competition.yaml", "`leaderboard:` (singular) is ignored by CodaBench; the key is `leaderboards:`")

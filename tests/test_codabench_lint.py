@@ -1,0 +1,300 @@
+"""`big lint`: a clean bundle passes; each rule family catches its broken bundle (codabench.md §4.1)."""
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from big import cli, registry
+from big.codabench import bundle as B
+from big.codabench.lint import lint_bundle
+
+ORG = {"organizer": "Lint Test", "contact_email": "lint@example.org"}
+
+
+@pytest.fixture(scope="module")
+def good(synth_root, tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("lint_good")
+    res = B.build_bundle(B.BundleOptions(data_root=synth_root, out=tmp / "b.zip", input_sizes=[28], allow_synthetic=True,
+                                         keep_folder=tmp / "folder", **ORG), log=lambda m: None)
+    return res.folder
+
+
+@pytest.fixture
+def bundle(good, tmp_path) -> Path:
+    dest = tmp_path / "bundle"
+    shutil.copytree(good, dest)
+    return dest
+
+
+def edit(folder: Path, fn) -> None:
+    path = folder / "competition.yaml"
+    doc = yaml.safe_load(path.read_text())
+    fn(doc)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def errors(folder, rule=None):
+    return [f for f in lint_bundle(folder) if f.level == "error" and (rule is None or f.rule == rule)]
+
+
+def assert_finds(folder, rule, text):
+    found = errors(folder, rule)
+    assert any(text in f.message for f in found), [str(f) for f in lint_bundle(folder)]
+
+
+def test_good_bundle_has_no_errors_but_warns_synthetic(good):
+    findings = lint_bundle(good)
+    assert [f for f in findings if f.level == "error"] == []
+    assert any(f.level == "warning" and "SYNTHETIC" in f.message for f in findings)
+
+
+def test_cli_exit_codes(good, bundle, capsys):
+    assert cli.main(["lint", str(good)]) == 0
+    assert "OK:" in capsys.readouterr().out
+    assert cli.main(["lint", str(good), "--strict"]) == 1  # synthetic warnings fail under --strict
+    edit(bundle, lambda d: d.pop("version"))
+    assert cli.main(["lint", str(bundle)]) == 1
+    err = capsys.readouterr().err
+    assert "error: [version]" in err and "error:" in err.splitlines()[-1]
+
+
+# -- structure ---------------------------------------------------------------------------------
+
+def test_structure_wrapped_zip(good, tmp_path):
+    z = tmp_path / "wrapped.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for p in sorted(good.rglob("*")):
+            if p.is_file():
+                zf.write(p, "my_bundle/" + p.relative_to(good).as_posix())
+    found = lint_bundle(z)
+    assert found[0].rule == "structure" and "wraps a folder" in found[0].message
+
+
+def test_structure_good_zip_and_not_yaml(good, bundle, tmp_path):
+    z = tmp_path / "good.zip"
+    B.zip_folder(good, z)
+    assert [f for f in lint_bundle(z) if f.level == "error"] == []
+    (bundle / "competition.yaml").write_text("title: [unclosed\n")
+    assert_finds(bundle, "structure", "not valid YAML")
+
+
+# -- version and required keys -------------------------------------------------------------------
+
+@pytest.mark.parametrize("value, text", [(None, "no `version: 2`"), (2.0, "only 2"), ("1.5", "only 2")])
+def test_version(bundle, value, text):
+    edit(bundle, lambda d: d.pop("version") if value is None else d.__setitem__("version", value))
+    assert_finds(bundle, "version", text)
+
+
+def test_required_keys_and_singular_leaderboard(bundle):
+    def fn(d):
+        d["leaderboard"] = d.pop("leaderboards")
+        d.pop("terms")
+        d["registration_auto_approve"] = "yes"
+    edit(bundle, fn)
+    assert_finds(bundle, "keys", "`leaderboard:` (singular)")
+    assert_finds(bundle, "keys", "`terms` is missing")
+    assert_finds(bundle, "keys", "must be true or false")
+
+
+# -- files and fields ----------------------------------------------------------------------------
+
+def test_files(bundle):
+    (bundle / "logo.png").write_bytes(b"GIF89a not a png")
+    (bundle / "pages" / "research.md").write_text("   \n")
+    edit(bundle, lambda d: d["pages"].append({"title": "Gone", "file": "pages/gone.md"}))
+    assert_finds(bundle, "files", "not a PNG or JPEG")
+    assert_finds(bundle, "files", "empty")
+    assert_finds(bundle, "files", "does not exist")
+
+
+def test_unfilled_fields(bundle):
+    (bundle / "pages" / "about.md").write_text("# About\n\nOrganizers: {{organizer}}\n")
+    edit(bundle, lambda d: d.__setitem__("contact_email", "{{contact_email}}"))
+    assert_finds(bundle, "fields", "unfilled field {{organizer}}")
+    assert_finds(bundle, "fields", "not an e-mail address")
+
+
+# -- tasks and programs --------------------------------------------------------------------------
+
+def test_tasks(bundle):
+    def fn(d):
+        d["tasks"][1]["index"] = 0
+        d["tasks"][0].pop("scoring_program")
+    edit(bundle, fn)
+    assert_finds(bundle, "tasks", "duplicate task index 0")
+    assert_finds(bundle, "tasks", "has no scoring_program")
+
+
+def test_programs(bundle):
+    (bundle / "scoring_program" / "metadata.yaml").write_text("description: no command here\n")
+    (bundle / "ingestion_program" / "metadata.yaml").unlink()
+    assert_finds(bundle, "programs", "no `command:`")
+    assert_finds(bundle, "programs", "no metadata.yaml or metadata")
+
+
+def test_program_zip_with_inner_folder(bundle):
+    z = bundle / "scoring.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("scoring_program/metadata.yaml", "command: python3 score.py\n")
+    edit(bundle, lambda d: d["tasks"][0].__setitem__("scoring_program", "scoring.zip"))
+    assert_finds(bundle, "programs", "zip its contents")
+
+
+# -- phases --------------------------------------------------------------------------------------
+
+def test_phase_dates(bundle):
+    def fn(d):
+        d["phases"][1]["start"] = d["phases"][0]["end"]
+    edit(bundle, fn)
+    assert_finds(bundle, "phases", "same instant")
+
+
+def test_phase_order_and_end(bundle):
+    def fn(d):
+        d["phases"][1]["start"] = d["phases"][0]["end"] - dt.timedelta(days=1)
+        d["phases"][0].pop("end")
+    edit(bundle, fn)
+    assert_finds(bundle, "phases", "every phase but the last needs an `end`")
+
+
+def test_phase_overlap(bundle):
+    edit(bundle, lambda d: d["phases"][1].__setitem__("start", d["phases"][0]["end"] - dt.timedelta(days=3)))
+    assert_finds(bundle, "phases", "Phases must be sequential")
+
+
+def test_phase_limits_and_tasks(bundle):
+    def fn(d):
+        d["phases"][1].pop("max_submissions")
+        d["phases"][1]["max_submissions_per_person"] = 100
+        d["phases"][0].pop("execution_time_limit")
+        d["phases"][1]["tasks"] = [7]
+        d["phases"][0]["auto_migrate_to_this_phase"] = True
+    edit(bundle, fn)
+    assert_finds(bundle, "phases", "`max_submissions` is not set")
+    assert_finds(bundle, "phases", "`max_submissions_per_person` is ignored")
+    assert_finds(bundle, "phases", "`execution_time_limit` is not set")
+    assert_finds(bundle, "phases", "task index 7 does not exist")
+    assert_finds(bundle, "phases", "not allowed on the first phase")
+
+
+# -- leaderboard and columns ---------------------------------------------------------------------
+
+def test_leaderboard(bundle):
+    def fn(d):
+        d["leaderboards"][0]["submission_rule"] = "Force_Worst"
+        d["leaderboards"][0]["key"] = "k" * 37
+    edit(bundle, fn)
+    assert_finds(bundle, "leaderboard", "is not one of")
+    assert_finds(bundle, "leaderboard", "at most 36 characters")
+
+
+def test_leaderboard_rule_must_be_explicit(bundle):
+    edit(bundle, lambda d: d["leaderboards"][0].pop("submission_rule"))
+    assert_finds(bundle, "leaderboard", "choose it explicitly")
+
+
+def test_columns(bundle):
+    def fn(d):
+        cols = d["leaderboards"][0]["columns"]
+        cols[1]["index"] = 0
+        cols[2]["title"] = "A title that is far too long for CodaBench"
+        cols.append({"title": "Avg", "key": "avg", "index": 99, "computation": "avg", "computation_indexes": "4,5"})
+        d["leaderboards"][0]["primary_index"] = 1000
+    edit(bundle, fn)
+    assert_finds(bundle, "columns", "duplicate column index 0")
+    assert_finds(bundle, "columns", "CodaBench allows 36")
+    assert_finds(bundle, "columns", "YAML list of ints")
+    assert_finds(bundle, "columns", "no column has index 1000")
+
+
+# -- fact sheet ----------------------------------------------------------------------------------
+
+def test_fact_sheet(bundle):
+    def fn(d):
+        d["fact_sheet"]["paper_url"]["is_on_leaderboard"] = True  # unquoted boolean
+        d["fact_sheet"]["code_url"].pop("selection")
+        d["fact_sheet"]["model_name"]["key"] = "name"
+        d["fact_sheet"]["external_data"]["selection"] = ["yes", "no"]
+    edit(bundle, fn)
+    assert_finds(bundle, "fact_sheet", "quote it")
+    assert_finds(bundle, "fact_sheet", "exactly the keys")
+    assert_finds(bundle, "fact_sheet", "must equal the mapping key")
+    assert_finds(bundle, "fact_sheet", "checkbox needs selection")
+
+
+# -- scores.json keys == non-computed column keys -----------------------------------------------
+
+def test_scores_keys(bundle):
+    def fn(d):
+        cols = d["leaderboards"][0]["columns"]
+        cols.pop()  # organsmnist_kappa: the scorer writes it, no column takes it
+        cols.append({"title": "Speed", "key": "speed", "index": 500, "sorting": "desc"})
+    edit(bundle, fn)
+    assert_finds(bundle, "scores", "organsmnist_kappa")
+    assert_finds(bundle, "scores", "speed")
+
+
+def test_computed_columns_are_not_scores(bundle):
+    def fn(d):
+        cols = d["leaderboards"][0]["columns"]
+        cols.append({"title": "Mean of means", "key": "mean3", "index": 100, "sorting": "desc",
+                     "computation": "avg", "computation_indexes": [0, 1, 2]})
+    edit(bundle, fn)
+    assert errors(bundle) == []
+
+
+def test_scoring_program_without_package(bundle):
+    shutil.rmtree(bundle / "scoring_program" / "big")
+    assert_finds(bundle, "programs", "has no big/ package")
+
+
+# -- no labels where participants can download ---------------------------------------------------
+
+def test_labels_in_starting_kit(bundle):
+    shutil.copy(bundle / "final" / "reference_data" / "pathmnist.npy", bundle / "starting_kit" / "extra.npy")
+    assert_finds(bundle, "labels", "shaped like labels")
+    assert_finds(bundle, "labels", "byte-identical to the reference file")
+
+
+def test_reference_manifest_in_input_data(bundle):
+    shutil.copy(bundle / "final" / "reference_data" / "manifest.json", bundle / "final" / "input_data" / "manifest.json")
+    assert_finds(bundle, "labels", "reference-data manifest")
+
+
+def test_npz_and_stray_arrays_in_input_data(bundle, synth_root):
+    shutil.copy(synth_root / "breastmnist.npz", bundle / "dev" / "input_data" / "breastmnist.npz")
+    np.save(bundle / "dev" / "input_data" / "extra_28.npy", np.zeros((3, 28, 28), np.uint8))
+    assert_finds(bundle, "labels", "holds label arrays")
+    assert_finds(bundle, "labels", "only {flag}_{size}.npy")
+
+
+def test_reference_data_as_input_data(bundle):
+    edit(bundle, lambda d: d["tasks"][1].__setitem__("input_data", d["tasks"][1]["reference_data"]))
+    assert_finds(bundle, "labels", "are the same path")
+
+
+def test_labels_in_solutions(bundle):
+    (bundle / "solutions").mkdir()
+    shutil.copy(bundle / "dev" / "reference_data" / "chestmnist.npy", bundle / "solutions" / "chest.npy")
+    edit(bundle, lambda d: d.__setitem__("solutions", [{"index": 0, "path": "solutions/", "tasks": [0]}]))
+    assert_finds(bundle, "labels", "shaped like labels")
+
+
+# -- BIG rules -----------------------------------------------------------------------------------
+
+def test_ingestion_budget_below_limit(bundle):
+    cfg = bundle / "ingestion_program" / "config.yaml"
+    B._rewrite_yaml_config(cfg, {"time_budget_s": 5000}, "")
+    assert_finds(bundle, "big", "not below the execution_time_limit")
+
+
+def test_code_track_image_without_torch_warns(bundle):
+    edit(bundle, lambda d: d.__setitem__("docker_image", "codalab/codalab-legacy:py312"))
+    assert any(f.rule == "big" and "has no torch" in f.message for f in lint_bundle(bundle))
