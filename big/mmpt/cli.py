@@ -21,6 +21,10 @@ def _train(args) -> int:
         resume = Path(cfg["output"]) / "last.pt" if args.resume == "auto" else Path(args.resume)
     res = train(cfg, resume=resume)
     best = res["best"]
+    import os
+
+    if os.environ.get("RANK", "0") != "0":
+        return 0
     print(f"done: {res['epochs']} epoch(s); best epoch {best['epoch']} (val criterion {best['val_loss']:.5f}); "
           f"checkpoints, logs and plots in {res['output']}")
     return 0

@@ -24,6 +24,12 @@ def epoch_rng(seed: int, epoch: int, stream: int = 0) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), int(stream)]))
 
 
+def draw(remaining: np.ndarray, rng: np.random.Generator) -> int:
+    """Index of the dataset to draw next: probability remaining_d / sum(remaining)."""
+    cum = np.cumsum(remaining)
+    return int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))
+
+
 def interleave(counts: Mapping[str, int], rng: np.random.Generator) -> List[str]:
     """The epoch's sequence of dataset names, drawn proportionally to the remaining batch counts."""
     names = [k for k in counts]
@@ -33,8 +39,7 @@ def interleave(counts: Mapping[str, int], rng: np.random.Generator) -> List[str]
     total = int(remaining.sum())
     order: List[str] = []
     for _ in range(total):
-        p = remaining / remaining.sum()
-        i = int(rng.choice(len(names), p=p))
+        i = draw(remaining, rng)
         order.append(names[i])
         remaining[i] -= 1
     return order

@@ -162,16 +162,20 @@ class Trainer:
         set_determinism(self.cfg)
         seed_everything(self.cfg["seed"], -1)
         self.net, self.pre = mmodel.build(self.cfg)
-        if self.dist.enabled and self.cfg["sync_bn"]:
-            self.net.backbone = nn.SyncBatchNorm.convert_sync_batchnorm(self.net.backbone)
+        has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.net.modules())
+        if self.dist.enabled and self.cfg["sync_bn"] and has_bn:
+            if self.device.type == "cuda":
+                self.net.backbone = nn.SyncBatchNorm.convert_sync_batchnorm(self.net.backbone)
+            else:
+                self.log("warning: SyncBatchNorm needs CUDA; on CPU each rank's BatchNorm sees only its part "
+                         "of the global batch (running statistics are broadcast from rank 0)")
         self.net.to(self.device)
         self.pre.to(self.device)
         self.backbone = self.net.backbone
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            self.backbone = DDP(self.net.backbone, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                                broadcast_buffers=False)
+            self.backbone = DDP(self.net.backbone, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=self.cfg["lr"], betas=tuple(self.cfg["betas"]),
                                      eps=self.cfg["eps"], weight_decay=self.cfg["weight_decay"], foreach=False)
         self.scaler = torch.amp.GradScaler("cuda") if (self.cfg["amp"] and self.device.type == "cuda") else None
