@@ -107,6 +107,11 @@ def parse_overrides(tokens: Sequence[str]) -> Dict[str, Any]:
             parsed = yaml.safe_load(val) if val != "" else ""
         except yaml.YAMLError:
             parsed = val
+        if isinstance(parsed, str):  # YAML 1.1 reads 3e-4 as a string
+            try:
+                parsed = float(parsed) if any(c in parsed for c in ".eE") else int(parsed)
+            except ValueError:
+                pass
         if key == "datasets" and isinstance(parsed, str) and parsed != "all":
             parsed = [s.strip() for s in parsed.split(",") if s.strip()]
         out[key] = parsed
