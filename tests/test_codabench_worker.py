@@ -225,3 +225,30 @@ def test_code_submission_finishes(bundle, tmp_path, capsys):
 def test_not_a_zip_is_refused(bundle, tmp_path):
     (tmp_path / "s.csv").write_text("id,0\n")
     assert cli.main(["run-local", "--bundle", str(bundle), "--submission", str(tmp_path / "s.csv")]) == 1
+
+
+@pytest.mark.slow
+def test_demo_bundle_and_run(synth_root, tmp_path):
+    """The function `big demo` calls: bundle, lint, one result and one code submission."""
+    from big.codabench.demo import bundle_and_run
+
+    ref_dir = tmp_path / "ref"
+    from big.reference import build_reference
+
+    build_reference(synth_root, "val", ref_dir, allow_synthetic=True)
+    ref = Reference(ref_dir)
+    preds = {d.flag: np.full((ref.expected_n[d.flag], d.n_labels), 0.5) for d in registry.datasets()}
+    result_zip = write_submission(tmp_path / "results.zip", preds, 28)
+    code_zip = tmp_path / "code.zip"
+    with zipfile.ZipFile(code_zip, "w") as zf:
+        zf.writestr("model.py", model_py("        return np.full((len(images), C[dataset]), 0.5)\n"))
+    lines = []
+    out = bundle_and_run(tmp_path / "work", synth_root, {"results": result_zip, "code": code_zip}, log=lines.append,
+                         n_boot=0)
+    assert out["lint_errors"] == 0 and Path(out["bundle"]).is_file()
+    for name in ("results", "code"):
+        row = out["rows"][name]
+        assert row["status"] == "Finished", row
+        assert row["scores"]["auc"] == 0.5 and row["scores"]["resolution"] == 28
+        assert set(row["scores"]) == set(registry.score_keys())
+    assert any(l.startswith("[lint]") for l in lines) and any("leaderboard row" in l for l in lines)

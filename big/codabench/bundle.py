@@ -416,6 +416,7 @@ class BundleOptions:
     docker_image: Optional[str] = None
     queue: Optional[str] = None
     keep_folder: Optional[PathLike] = None  # also leave the unzipped bundle here
+    n_boot: Optional[int] = None  # bootstrap replicates of the scoring program (default: its config)
     repo: PathLike = REPO
 
 
@@ -457,6 +458,8 @@ def _check_options(o: BundleOptions) -> Tuple[List[str], List[int], List[int], O
     if o.queue is not None and not UUID_RE.match(o.queue):
         problems.append(Problem(f"--queue {o.queue!r}: expected the queue's vhost UUID as CodaBench shows it "
                                 "(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"))
+    if o.n_boot is not None and int(o.n_boot) < 0:
+        problems.append(Problem(f"--n-boot {o.n_boot}: expected 0 (no intervals) or more replicates"))
     if o.docker_image is not None and (not o.docker_image.strip() or len(o.docker_image) > 128):
         problems.append(Problem("--docker-image must be a public image name of at most 128 characters"))
     if not Path(o.data_root).is_dir():
@@ -581,8 +584,11 @@ def build_bundle(options: BundleOptions, *, log: Callable[[str], None] = print) 
         # programs
         copy_program(repo / "scoring_program", stage / "scoring_program",
                       baselines_tables=repo / "baselines" / "tables")
-        changes += _rewrite_yaml_config(stage / "scoring_program" / "config.yaml", {"resolutions": resolutions},
-                                        "# accepted resolutions (big bundle --resolutions)\n")
+        scoring_updates: Dict[str, object] = {"resolutions": resolutions}
+        if o.n_boot is not None:
+            scoring_updates["n_boot"] = int(o.n_boot)
+        changes += _rewrite_yaml_config(stage / "scoring_program" / "config.yaml", scoring_updates,
+                                        "# set by big bundle\n")
         if not (repo / "baselines" / "tables").is_dir():
             log("note: baselines/tables/ does not exist yet; the report shows no baseline overlay")
         doc, yaml_changes = render_competition(

@@ -25,7 +25,7 @@ def _bundle(args) -> int:
         data_root=args.data_root, out=args.out, tracks=args.tracks, input_sizes=args.input_sizes,
         resolutions=args.resolutions or bundle.registry.SIZES, allow_synthetic=args.allow_synthetic,
         download=args.download, organizer=args.organizer, contact_email=args.contact_email, start=args.start,
-        docker_image=args.docker_image, queue=args.queue, keep_folder=args.keep_folder)
+        docker_image=args.docker_image, queue=args.queue, keep_folder=args.keep_folder, n_boot=args.n_boot)
     res = bundle.build_bundle(opts, log=print)
     bundle.print_result(res)
     return 0
@@ -76,6 +76,7 @@ def register(sub) -> None:
     p.add_argument("--docker-image", help="override docker_image (default gpu310 with the code track, else py312)")
     p.add_argument("--queue", help="CodaBench queue vhost UUID (your own, e.g. GPU, worker)")
     p.add_argument("--keep-folder", help="also keep the unzipped bundle in this folder")
+    p.add_argument("--n-boot", type=int, help="bootstrap replicates of the scoring program (default: its config, 1000)")
     p.set_defaults(func=_bundle)
 
     p = sub.add_parser("lint", help="check a bundle zip or folder against CodaBench's real rules")
