@@ -101,7 +101,8 @@ def export(checkpoint: os.PathLike, out: os.PathLike, *, dtype: str = "float16",
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for name, data in files.items():
-                zf.writestr(name, data)
+                # weights barely compress (and deflating 170 MB is slow): store them
+                zf.writestr(name, data, compress_type=zipfile.ZIP_STORED if name.endswith(".npz") else zipfile.ZIP_DEFLATED)
         os.replace(tmp, out)
     finally:
         if tmp.exists():
