@@ -108,32 +108,40 @@ def _plan(root: Path, split: str, sizes: Sequence[int], flags: Sequence[str], al
 
 
 def _copy_member(job: dict, target: Path, chunk_bytes: int) -> str:
-    """Stream one npz member into a memory-mapped .npy; return the sha256 of the whole .npy file."""
+    """Stream one npz member into a .npy created by ``open_memmap``; return the sha256 of the file.
+
+    The file is filled window by window (a short-lived ``np.memmap`` of about ``chunk_bytes``, flushed
+    and unmapped before the next), so neither the decompressed array nor the written file's pages
+    accumulate in memory, whatever the array size.
+    """
     shape = job["shape"]
     mm = np.lib.format.open_memmap(target, mode="w+", dtype=np.uint8, shape=shape)
-    try:
-        offset = mm.offset
-        flat = mm.reshape(-1)
-        total = flat.shape[0]
-        h = hashlib.sha256()
-        with open(target, "rb") as fh:  # the header open_memmap wrote
-            h.update(fh.read(offset))
-        with zipfile.ZipFile(job["path"]) as zf, zf.open(job["member"]) as fh:
-            _npy_header(fh)
-            view = memoryview(flat) if total else memoryview(b"")
-            for a in range(0, total, chunk_bytes):
-                part = view[a:min(a + chunk_bytes, total)]
-                got = _read_into(fh, part)
-                if got != len(part):
+    offset = mm.offset
+    del mm  # header written and file sized; fill it window by window
+    total = int(np.prod(shape, dtype=np.int64))
+    h = hashlib.sha256()
+    with open(target, "rb") as fh:
+        h.update(fh.read(offset))
+    step = max(1, int(chunk_bytes))
+    with zipfile.ZipFile(job["path"]) as zf, zf.open(job["member"]) as fh:
+        _npy_header(fh)
+        for a in range(0, total, step):
+            k = min(step, total - a)
+            window = np.memmap(target, dtype=np.uint8, mode="r+", offset=offset + a, shape=(k,))
+            view = memoryview(window)
+            try:
+                got = _read_into(fh, view)
+                if got != k:
                     raise ReferenceDataError([Problem(f"{job['member']} is truncated: {a + got} of {total} "
                                                       "image bytes", file=job["path"].name)])
-                h.update(part)
-            if fh.read(1):
-                raise ReferenceDataError([Problem(f"{job['member']} holds more bytes than its header's shape "
-                                                  f"{shape}", file=job["path"].name)])
-        mm.flush()
-    finally:
-        del mm
+                h.update(view)
+                window.flush()
+            finally:
+                view.release()
+                del window
+        if fh.read(1):
+            raise ReferenceDataError([Problem(f"{job['member']} holds more bytes than its header's shape "
+                                              f"{shape}", file=job["path"].name)])
     return h.hexdigest()
 
 
