@@ -166,36 +166,29 @@ def auc_score(y_true, y_score, *, kind: str, sample_weight=None) -> ArrayOrFloat
     raise ValueError(f"unknown task kind {kind!r}")
 
 
-def balanced_accuracy_score(y_true, y_score, *, kind: str, sample_weight=None) -> ArrayOrFloat:
-    """Balanced accuracy (mean recall over the classes present), BIG thresholds for ``kind``."""
+def _hard_metric(y_true, y_score, kind: str, sample_weight, from_cm) -> ArrayOrFloat:
+    """A metric computed from the confusion matrix of the BIG hard predictions (per label for
+    multilabel, then the mean over the labels whose reference holds both values)."""
     y = _as_labels(y_true, kind)
     s = _as_scores(y_score, y.shape[0])
     W, sq = _weights(sample_weight, y.shape[0])
     pred = hard_predictions(s, kind)
     if kind == MULTILABEL:
-        per = []
-        for j in range(y.shape[1]):
-            v = _balacc_from_cm(_confusion(y[:, j], pred[:, j], 2, W))
-            per.append(np.where(_label_defined(y[:, j], W), v, np.nan))
+        per = [np.where(_label_defined(y[:, j], W), from_cm(_confusion(y[:, j], pred[:, j], 2, W)), np.nan)
+               for j in range(y.shape[1])]
         return _out(_nanmean_rows(np.stack(per)), sq)
     k = s.shape[1] if kind == MULTICLASS else 2
-    return _out(_balacc_from_cm(_confusion(y, pred, k, W)), sq)
+    return _out(from_cm(_confusion(y, pred, k, W)), sq)
+
+
+def balanced_accuracy_score(y_true, y_score, *, kind: str, sample_weight=None) -> ArrayOrFloat:
+    """Balanced accuracy (mean recall over the classes present), BIG thresholds for ``kind``."""
+    return _hard_metric(y_true, y_score, kind, sample_weight, _balacc_from_cm)
 
 
 def cohen_kappa_score(y_true, y_score, *, kind: str, sample_weight=None) -> ArrayOrFloat:
     """Unweighted Cohen's kappa between the labels and the BIG hard predictions for ``kind``."""
-    y = _as_labels(y_true, kind)
-    s = _as_scores(y_score, y.shape[0])
-    W, sq = _weights(sample_weight, y.shape[0])
-    pred = hard_predictions(s, kind)
-    if kind == MULTILABEL:
-        per = []
-        for j in range(y.shape[1]):
-            v = _kappa_from_cm(_confusion(y[:, j], pred[:, j], 2, W))
-            per.append(np.where(_label_defined(y[:, j], W), v, np.nan))
-        return _out(_nanmean_rows(np.stack(per)), sq)
-    k = s.shape[1] if kind == MULTICLASS else 2
-    return _out(_kappa_from_cm(_confusion(y, pred, k, W)), sq)
+    return _hard_metric(y_true, y_score, kind, sample_weight, _kappa_from_cm)
 
 
 METRIC_FUNCTIONS = {
