@@ -285,3 +285,101 @@ def overlay(baselines: Sequence[Baseline], metric: str) -> Dict[str, Union[Dict[
 def overlays(baselines: Sequence[Baseline], metrics: Sequence[str] = registry.METRIC_KEYS) -> Dict[str, dict]:
     """``{metric: overlay(...)}`` for :func:`big.plots.website_plots`."""
     return {m: overlay(baselines, m) for m in metrics}
+
+
+# ---------------------------------------------------------------------------------------------
+# command line: `big baselines` and `big report` (this module is import-light, so the report
+# area registers its verbs here; the handlers import the heavy parts lazily)
+# ---------------------------------------------------------------------------------------------
+
+def format_table(bs: Sequence[Baseline], *, fmt: str = "md") -> str:
+    """The 12-dataset means of ``bs`` as a Markdown or CSV table (per-dataset values marked *)."""
+    head = ["model", "training", "weighted", "resolution"] + [m for m in registry.METRIC_KEYS] + ["tables"]
+    rows = []
+    for b in bs:
+        cells = [b.model, b.training, "yes" if b.weighted else "no", str(b.resolution)]
+        for m in registry.METRIC_KEYS:
+            v = b.mean.get(m)
+            txt = "" if v is None else f"{v:.4f}"
+            if v is not None and m in b.std:
+                txt += f" ± {b.std[m]:.4f}" if fmt == "md" else ""
+            if isinstance(b.value(m), dict) and fmt == "md":
+                txt += " *"
+            cells.append(txt)
+        cells.append(" ".join(b.tables))
+        rows.append(cells)
+    if fmt == "csv":
+        import io
+
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(head)
+        w.writerows(rows)
+        return buf.getvalue()
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    out.append("")
+    out.append("* per-dataset values exist (Doerrich et al. 2024, AUC); ± = published spread over seeds. "
+               "Sources: baselines/tables/SOURCES.md")
+    return "\n".join(out) + "\n"
+
+
+def _cmd_baselines(args) -> int:
+    if tables_dir() is None:
+        print(f"no baseline tables available (looked in {default_tables_dir()})")
+        return 1
+    sizes = [args.resolution] if args.resolution else list(registry.SIZES)
+    bs = [b for r in sizes for b in baselines_for(r)
+          if (args.training is None or b.training == args.training) and (args.model is None or b.model == args.model)]
+    if not bs:
+        print("no baseline matches these filters")
+        return 1
+    print(format_table(bs, fmt=args.format), end="")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    import json
+
+    from .errors import UsageError
+
+    out = Path(args.output)
+    path = out / "details.json"
+    if not path.is_file():
+        raise UsageError([Problem(f"no details.json in {out}: give a scoring output folder (big score --output)",
+                                  file=str(out))])
+    details = json.loads(path.read_text(encoding="utf-8"))
+    sub = ref = None
+    if (args.submission is None) != (args.reference is None):
+        raise UsageError([Problem("give both --submission and --reference (for the ROC curves and confusion "
+                                  "matrices), or neither")])
+    if args.reference:
+        from .reference import Reference
+        from .submission import read_submission
+
+        ref = Reference(args.reference)
+        if ref.sha256() != details.get("reference_sha256"):
+            raise UsageError([Problem(f"reference sha256 {ref.sha256()} differs from the one these scores were "
+                                      f"computed with ({details.get('reference_sha256')})", file=str(args.reference))])
+        sub = read_submission(args.submission, split=ref.split, expected_n=ref.expected_n,
+                              resolutions=[details["resolution"]])
+    from .report import write_report
+
+    page = write_report(out, details, sub, ref)
+    print(f"detailed results: {page}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("baselines", help="print the published baseline results (thesis, Doerrich et al.)")
+    p.add_argument("--resolution", type=int, choices=registry.SIZES, help="only this resolution (default all four)")
+    p.add_argument("--training", choices=TRAININGS, help="only this training scheme")
+    p.add_argument("--model", help="only this model (timm name, e.g. resnet18)")
+    p.add_argument("--format", choices=["md", "csv"], default="md", help="Markdown (default) or CSV")
+    p.set_defaults(func=_cmd_baselines)
+
+    p = subparsers.add_parser("report", help="redraw detailed_results.html (and its PNGs) in a scoring output folder")
+    p.add_argument("output", help="scoring output folder holding details.json")
+    p.add_argument("--submission", help="the scored submission (zip or folder): adds ROC curves and confusion matrices")
+    p.add_argument("--reference", help="the reference folder it was scored against (with --submission)")
+    p.set_defaults(func=_cmd_report)

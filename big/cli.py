@@ -17,7 +17,7 @@ from . import __version__
 from .errors import BigError
 
 #: modules with a register(subparsers) function, one per area of the project
-AREAS: List[str] = ["big.analysis.cli", "big.mmpt.cli", "big.codabench.cli", "big.ingestion_cli"]
+AREAS: List[str] = ["big.analysis.cli", "big.mmpt.cli", "big.codabench.cli", "big.ingestion_cli", "big.baselines"]
 
 
 def _sizes(text: str) -> List[int]:

@@ -147,3 +147,17 @@ def test_a_malformed_table_names_file_row_and_column(tmp_path, edit, where):
         B.baselines_for(28, folder=tmp_path / "t")
     text = "\n".join(ei.value.report())
     assert "means.csv" in text and all(w in text for w in where), text
+
+
+def test_big_baselines_command(capsys):
+    from big import cli
+
+    assert cli.main(["baselines", "--resolution", "64", "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "model,training,weighted,resolution,auc,balacc,kappa,tables"
+    assert len(lines) == 1 + 24
+    assert "resnet18,mm-PT,yes,64,0.8573,0.4571,0.3164,thesis-T5" in lines
+    assert cli.main(["baselines", "--training", "end-to-end", "--model", "vgg16"]) == 0
+    md = capsys.readouterr().out
+    assert md.count("| vgg16 | end-to-end |") == 4 and "0.9530 ± 0.0022" in md
+    assert cli.main(["baselines", "--model", "no_such_model"]) == 1

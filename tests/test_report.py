@@ -209,3 +209,27 @@ def test_per_dataset_figures(flag, tmp_path):
     for fn, name in ((plots.roc_curves, "roc"), (plots.confusion_matrix_plot, "cm")):
         p = fn(y, s, kind=kind, path=tmp_path / f"{name}.png", class_names=ds.labels, title=flag)
         assert p.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_big_report_redraws_the_page(scored, synth_ref, tmp_path, capsys):
+    import shutil
+
+    from big import cli
+
+    out = tmp_path / "copy"
+    shutil.copytree(scored[0], out)
+    (out / "detailed_results.html").unlink()
+    assert cli.main(["report", str(out)]) == 0
+    assert (out / "detailed_results.html").read_text().count("data:image/png;base64,") == 6
+    # with the predictions: ROC curves and confusion matrices again
+    labels = labels_of(synth_ref)
+    sub = write_submission(tmp_path / "s.zip", oracle_predictions(labels, noise=0.6, seed=2), 28)
+    assert cli.main(["report", str(out), "--submission", str(sub), "--reference", str(synth_ref)]) == 0
+    assert (out / "detailed_results.html").read_text().count("data:image/png;base64,") == 30
+    # another reference than the one scored against is refused
+    other = write_reference(tmp_path / "other", "test", {f: 1 - v if f == "breastmnist" else v for f, v in labels.items()},
+                            {}, synthetic=True)
+    capsys.readouterr()
+    assert cli.main(["report", str(out), "--submission", str(sub), "--reference", str(other)]) == 1
+    assert "differs from the one these scores were computed with" in capsys.readouterr().err
+    assert cli.main(["report", str(tmp_path)]) == 1
