@@ -246,26 +246,40 @@ def check_compatible(results: Sequence[Result]) -> None:
 # scoring a submission with the scorer's own functions
 # ---------------------------------------------------------------------------------------------
 
+class _Clock:
+    """Wall (``perf_counter``) and CPU (``process_time``) seconds of consecutive stages: ``laps`` maps
+    each stage to its wall seconds and ``cpu_<stage>`` to its CPU seconds."""
+
+    def __init__(self):
+        self.laps: Dict[str, float] = {}
+        self._w, self._c = time.perf_counter(), time.process_time()
+
+    def lap(self, stage: str) -> None:
+        w, c = time.perf_counter(), time.process_time()
+        self.laps[stage], self.laps["cpu_" + stage] = w - self._w, c - self._c
+        self._w, self._c = w, c
+
+
 def score_path(path: PathLike, reference, *, name: Optional[str] = None, n_boot: int = 0, seed: int = 0,
                level: float = 0.95, resolutions: Sequence[int] = registry.SIZES):
     """Read, validate and score one submission (zip or prediction folder) exactly as ``big score``
-    does (without writing files). Returns (Result, Submission, timings in seconds: read, metrics,
-    bootstrap). Raises :class:`big.errors.SubmissionError` for a bad submission."""
+    does (without writing files). Returns (Result, Submission, timings: wall seconds of read,
+    metrics and bootstrap, and CPU seconds as cpu_read, cpu_metrics, cpu_bootstrap). Raises :class:`big.errors.SubmissionError` for a bad submission."""
     from .. import scoring
     from ..submission import read_submission
 
-    t0 = time.perf_counter()
+    clock = _Clock()
     sub = read_submission(path, split=reference.split, expected_n=reference.expected_n, resolutions=resolutions)
-    t1 = time.perf_counter()
+    clock.lap("read")
     per_dataset = scoring.dataset_metrics(sub, reference)
     scores = scoring.scores_from_metrics(per_dataset, sub.size)
     scoring.check_scores(scores)
-    t2 = time.perf_counter()
+    clock.lap("metrics")
     config = scoring.ScoringConfig(resolutions=tuple(resolutions), n_boot=n_boot, seed=seed, level=level, report=False)
     details = scoring.build_details(sub, reference, per_dataset, scores, config, {})
-    t3 = time.perf_counter()
+    clock.lap("bootstrap")
     result = Result.from_details(name or default_name(Path(path)), details, str(path))
-    return result, sub, {"read": t1 - t0, "metrics": t2 - t1, "bootstrap": t3 - t2}
+    return result, sub, clock.laps
 
 
 # ---------------------------------------------------------------------------------------------

@@ -189,7 +189,7 @@ def evaluate(name: str, path: str, kind: str, reference_folder: str, n_boot: int
                                         f"{', '.join(map(str, resolutions))} px", file=str(file)))
             if problems:
                 raise UsageError(problems)
-            entry.timings = {"read": time.perf_counter() - t0, "metrics": 0.0, "bootstrap": 0.0}
+            entry.timings = {"read": time.perf_counter() - t0}
         else:
             result, _, entry.timings = score_path(path, ref, name=name, n_boot=n_boot, seed=seed, level=level,
                                                   resolutions=resolutions)
@@ -240,12 +240,13 @@ class LeaderboardRun:
     def skipped(self) -> List[Entry]:
         return [e for e in self.entries if not e.ok]
 
-    def stage_seconds(self) -> Dict[str, float]:
-        """Summed per-entry seconds (over all worker processes) of reading, metrics, bootstrap."""
+    def stage_seconds(self, cpu: bool = False) -> Dict[str, float]:
+        """Per-entry seconds of reading (unzip, parse, validate), metrics and bootstrap, summed over
+        all entries and worker processes: wall seconds, or CPU seconds with ``cpu=True``."""
         out = {"read": 0.0, "metrics": 0.0, "bootstrap": 0.0}
         for e in self.entries:
             for k in out:
-                out[k] += e.timings.get(k, 0.0)
+                out[k] += e.timings.get("cpu_" + k if cpu else k, 0.0)
         return out
 
 
