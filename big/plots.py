@@ -106,13 +106,15 @@ def _series_list(series: SeriesArg) -> List[Tuple[str, Dict[str, float]]]:
 
 
 def _baseline_split(baselines: BaselineArg):
-    """(per-dataset [(label, {flag: v})], mean-only [(label, v)])."""
+    """(per-dataset [(label, {flag: v}, colour)], mean-only [(label, v, colour)]); a baseline's colour
+    follows its position in ``baselines``, so it is the same in every metric's plots."""
     per, means = [], []
-    for label, v in (baselines or {}).items():
+    for i, (label, v) in enumerate((baselines or {}).items()):
+        colour = _BASELINE_COLOURS[i % len(_BASELINE_COLOURS)]
         if isinstance(v, Mapping):
-            per.append((str(label), {str(k): float(x) for k, x in v.items() if x is not None}))
+            per.append((str(label), {str(k): float(x) for k, x in v.items() if x is not None}, colour))
         elif v is not None and math.isfinite(float(v)):
-            means.append((str(label), float(v)))
+            means.append((str(label), float(v), colour))
     return per, means
 
 
@@ -160,20 +162,19 @@ def metric_line_plot(series: SeriesArg, metric: str, path: PathLike, baselines: 
     ax = fig.add_subplot(1, 1, 1)
     x = np.arange(len(flags))
     arrays = []
-    for (label, vals), colour in zip(per, _BASELINE_COLOURS * 10):
+    for label, vals, colour in per:
         y = _values(vals, flags)
         arrays.append(y)
         ax.plot(x, y, linestyle="--", marker="s", markersize=4, linewidth=1.2, color=colour, alpha=0.8,
                 label=f"{label} (baseline)", zorder=2)
-    for i, (label, v) in enumerate(means):
-        colour = _BASELINE_COLOURS[(len(per) + i) % len(_BASELINE_COLOURS)]
+    for i, (label, v, colour) in enumerate(means):
         ax.axhline(v, linestyle=(":", "-.")[i % 2], linewidth=1.4, color=colour, alpha=0.9,
                    label=f"{label} (baseline mean {v:.3f})", zorder=1)
     for (label, vals), colour in zip(items, series_colours(len(items))):
         y = _values(vals, flags)
         arrays.append(y)
         ax.plot(x, y, marker="o", markersize=6, linewidth=2.0, color=colour, label=label, zorder=3)
-    _y_limits(ax, arrays, [v for _, v in means])
+    _y_limits(ax, arrays, [v for _, v, _ in means])
     ax.set_xticks(x)
     ax.set_xticklabels(flags, rotation=40, ha="right")
     ax.set_xlim(-0.5, len(flags) - 0.5)
@@ -192,7 +193,7 @@ def metric_box_plot(series: SeriesArg, metric: str, path: PathLike, baselines: B
     items = _series_list(series)
     per, means = _baseline_split(baselines)
     boxes = [(label, _values(v, flags), c, False) for (label, v), c in zip(items, series_colours(len(items)))]
-    boxes += [(f"{label}\n(baseline)", _values(v, flags), c, True) for (label, v), c in zip(per, _BASELINE_COLOURS * 10)]
+    boxes += [(f"{label}\n(baseline)", _values(v, flags), c, True) for label, v, c in per]
     width = max(8.0, 1.2 * len(boxes) + 2.0)
     fig = _figure(width, 6.6 + 0.22 * math.ceil(len(means) / 2), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
@@ -209,10 +210,9 @@ def metric_box_plot(series: SeriesArg, metric: str, path: PathLike, baselines: B
                 patch.set_hatch("//")
             jitter = rng.uniform(-0.12, 0.12, size=d.size)
             ax.scatter(pos + jitter, d, s=14, color=colour, edgecolor="black", linewidth=0.4, zorder=3)
-    for i, (label, v) in enumerate(means):
-        colour = _BASELINE_COLOURS[(len(per) + i) % len(_BASELINE_COLOURS)]
+    for i, (label, v, colour) in enumerate(means):
         ax.axhline(v, linestyle=(":", "-.")[i % 2], linewidth=1.4, color=colour, label=f"{label} (baseline mean {v:.3f})")
-    _y_limits(ax, data, [v for _, v in means])
+    _y_limits(ax, data, [v for _, v, _ in means])
     ax.set_xticks(positions)
     ax.set_xticklabels([_wrap(b[0]) for b in boxes], fontsize=8 if len(boxes) > 3 else 9)
     ax.set_xlim(0.4, len(boxes) + 0.6)
