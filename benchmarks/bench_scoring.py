@@ -141,6 +141,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", help="keep the inputs and outputs here (default: a temp dir, removed)")
     ap.add_argument("--json", help="write the figures as JSON here")
     ap.add_argument("--profile", action="store_true", help="print a cProfile of the scores.json path and exit")
+    ap.add_argument("--scenarios", default="scores,bootstrap,full", help="comma-separated subset to run")
     args = ap.parse_args(argv)
 
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="bench_scoring."))
@@ -148,7 +149,9 @@ def main(argv=None) -> int:
     try:
         t = time.perf_counter()
         inp = build_inputs(work, size=args.size)
-        prog = assemble_program(work / "program") if not (work / "program").exists() else work / "program"
+        if (work / "program").exists():  # always the current code
+            shutil.rmtree(work / "program")
+        prog = assemble_program(work / "program")
         n_rows = sum(ds.n_samples["test"] for ds in registry.datasets())
         csv_mb = sum(f.stat().st_size for f in (inp / "res").glob("*.csv")) / 2**20
         print(f"setup: {n_rows} rows in 12 CSV files ({csv_mb:.0f} MB unzipped) in {time.perf_counter() - t:.1f} s")
@@ -157,8 +160,9 @@ def main(argv=None) -> int:
         plan = [("scores", 0, False, args.repeats or 5),
                 ("bootstrap", args.bootstrap, False, args.repeats or 3),
                 ("full", args.bootstrap, True, args.repeats or 3)]
+        wanted = set(args.scenarios.split(","))
         results = {}
-        for name, n_boot, report, reps in plan:
+        for name, n_boot, report, reps in [p for p in plan if p[0] in wanted]:
             rows = []
             for i in range(reps):
                 rows.append(run_once(prog, inp, work / f"out_{name}", n_boot=n_boot, report=report, python=args.python))
@@ -192,7 +196,8 @@ def machine() -> dict:
 
 def print_table(results: dict, args, n_rows: int) -> None:
     m = machine()
-    s, b, f = results["scores"], results["bootstrap"], results["full"]
+    nan = {k: float("nan") for k in ("wall_s", "scores_json_s", "cpu_s", "peak_rss_mb", "bootstrap_s", "report_s")}
+    s, b, f = (results.get(k, {**nan, "runs": 0}) for k in ("scores", "bootstrap", "full"))
     print()
     print(f"scoring program, full-size synthetic test submission ({n_rows} rows, 12 datasets), {args.size} px")
     print(f"machine: {m['cores']} cores, {m['cpu']}, load average {m['load_avg_1m']:.1f}; python {args.python}")
