@@ -903,6 +903,7 @@ def _finish(prog: Progress, staging: Path, output: Path, program: Path, cfg: Ing
     msg = (f"predicted {total_n:,} images of 12 datasets at {size} px in {elapsed:.1f} s "
            f"({total_n / max(1e-9, prog.predict_seconds):,.0f} images/s; predict() {model_s:.1f} s)")
     extra["model_seconds"] = round(model_s, 3)
+    extra["loop_seconds"] = round(sum(v["seconds"] for v in prog.finished.values()), 3)
     write_status(output, "ok", msg, extra=extra)
     log(msg)
     return 0
