@@ -298,3 +298,13 @@ def test_ingestion_budget_below_limit(bundle):
 def test_code_track_image_without_torch_warns(bundle):
     edit(bundle, lambda d: d.__setitem__("docker_image", "codalab/codalab-legacy:py312"))
     assert any(f.rule == "big" and "has no torch" in f.message for f in lint_bundle(bundle))
+
+
+def test_size_quotas_warn(bundle, monkeypatch):
+    import big.codabench.lint as lint_mod
+
+    monkeypatch.setattr(lint_mod, "UPLOAD_QUOTA", 1000)
+    monkeypatch.setattr(lint_mod, "WORKER_CACHE", 1000)
+    found = [f for f in lint_bundle(bundle) if f.rule == "big"]
+    assert any("upload quota" in f.message for f in found) and any("data cache" in f.message for f in found)
+    assert all(f.level == "warning" for f in found)

@@ -41,6 +41,8 @@ PNG_MAGIC, JPEG_MAGIC = b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"
 #: images without torch: the code track's ingestion program cannot run a torch model there
 NO_TORCH_IMAGES = ("codalab/codalab-legacy:py37", "codalab/codalab-legacy:py39", "codalab/codalab-legacy:py312",
                    "codalab/codalab-legacy:py3")
+UPLOAD_QUOTA = 15e9  # DEFAULT_USER_QUOTA
+WORKER_CACHE = 10e9  # MAX_CACHE_DIR_SIZE_GB
 #: default-queue cap on codabench.org (issues #1422, #1842)
 SHARED_QUEUE_CAP_S = 1200
 
@@ -680,6 +682,20 @@ def _check_big(L: _Lint, doc: dict, tasks: Dict[int, dict]) -> None:
                   "kill the job before ingestion stops cleanly")
         if not (L.root / ref / "big").is_dir():
             L.err("programs", f"tasks[{idx}].ingestion_program", "has no big/ package: it cannot run in the container")
+    # sizes against CodaBench's quotas: 15 GB upload per user, 10 GB worker cache for the task data
+    total = sum(f.stat().st_size for f in _walk(L.root))
+    if total > UPLOAD_QUOTA:
+        L.warn("big", "bundle", f"{total / 1e9:.1f} GB unzipped: above CodaBench's default 15 GB upload quota "
+                                "(ask the platform for more, or use fewer --input-sizes)")
+    for idx, t in sorted(tasks.items()):
+        cached = 0
+        for key in ("input_data", "reference_data"):
+            ref = t.get(key)
+            if isinstance(ref, str) and (L.root / ref).exists():
+                cached += sum(f.stat().st_size for f in _walk(L.root / ref))
+        if cached > WORKER_CACHE:
+            L.warn("big", f"tasks[{idx}]", f"input and reference data take {cached / 1e9:.1f} GB: above the "
+                                           "worker's 10 GB data cache (re-downloaded for every job)")
     img = doc.get("docker_image")
     if has_ingestion and isinstance(img, str) and img in NO_TORCH_IMAGES:
         L.warn("big", "docker_image", f"{img} has no torch: code submissions with torch models cannot run "
