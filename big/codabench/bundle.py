@@ -180,9 +180,37 @@ def datasets_table() -> str:
     return "\n".join(lines)
 
 
+def limits_text(phases: Sequence[dict], tracks: Sequence[str] = TRACKS, queue: Optional[str] = None) -> str:
+    """The submission limits and time limits of the phases, as the competition.yaml sets them."""
+    lines = []
+    for ph in phases:
+        per_day, total = ph.get("max_submissions_per_day", 5), ph.get("max_submissions", 100)
+        limit = ph.get("execution_time_limit", 600)
+        lines.append(f"* **{ph.get('name')}**: {per_day or 'unlimited'} submissions per day, {total or 'unlimited'} "
+                     f"in total per participant; each job (prediction, then scoring) may run {limit} s.")
+    lines.append("")
+    lines.append("Failed submissions do not count against the daily limit.")
+    if "code" in tracks and phases:
+        limit = min(int(ph.get("execution_time_limit", 600)) for ph in phases)
+        lines.append(f"A code submission's ingestion stops itself after {time_budget(limit)} s (the time limit minus "
+                     f"max({TIME_MARGIN_MIN_S} s, {int(TIME_MARGIN_FRACTION * 100)}%) kept for starting the container "
+                     "and writing the results) and reports a timeout instead of being killed.")
+    if not queue:
+        lines.append(f"On codabench.org's shared queue jobs are also cut at the platform's cap (600-{1200} s).")
+    return "\n".join(lines) + "\n"
+
+
+def _template_phases() -> List[dict]:
+    try:
+        return list(load_yaml(REPO / "competition.yaml").get("phases") or [])
+    except (OSError, UsageError):
+        return []
+
+
 def generated_blocks(*, resolutions: Sequence[int] = registry.SIZES, tracks: Sequence[str] = TRACKS,
                      input_sizes: Sequence[int] = (28, 64), synthetic: bool = False,
-                     docker_image: Optional[str] = None, queue: Optional[str] = None) -> Dict[str, str]:
+                     docker_image: Optional[str] = None, queue: Optional[str] = None,
+                     phases: Optional[Sequence[dict]] = None) -> Dict[str, str]:
     """The text of every ``<!-- BEGIN big:NAME -->`` block of the pages, from the bundle options."""
     resolutions = sorted(int(r) for r in resolutions)
     stamp = []
@@ -201,7 +229,8 @@ def generated_blocks(*, resolutions: Sequence[int] = registry.SIZES, tracks: Seq
         image = docker_image or IMAGE_CODE
         track_lines.append(f"This competition accepts **result submissions** and **code submissions**. Code "
                            f"submissions run in `{image}`")
-        track_lines[-1] += (f" on the organizers' own compute worker (queue `{queue}`)." if queue else
+        track_lines[-1] += (f" on the organizers' own compute worker (queue `{queue}`); the Terms say what that "
+                            "means for the test labels." if queue else
                             " on CodaBench's shared CPU queue (network access is not disabled there).")
         track_lines.append("")
         track_lines.append(f"The images provided to code submissions are at **{_px(input_sizes)}**; a model "
@@ -210,7 +239,8 @@ def generated_blocks(*, resolutions: Sequence[int] = registry.SIZES, tracks: Seq
         track_lines.append("This competition accepts **result submissions** only (prediction files); a zip "
                            "with `model.py` is not run.")
     return {"stamp": "\n\n".join(stamp) + "\n", "tracks": "\n".join(track_lines) + "\n",
-            "datasets": datasets_table() + "\n"}
+            "datasets": datasets_table() + "\n",
+            "limits": limits_text(_template_phases() if phases is None else phases, tracks, queue)}
 
 
 def fill_blocks(text: str, blocks: Dict[str, str]) -> str:
@@ -608,7 +638,8 @@ def build_bundle(options: BundleOptions, *, log: Callable[[str], None] = print) 
         assemble_starting_kit(stage / "starting_kit", repo=repo)
         shutil.copy2(repo / "logo.png", stage / "logo.png")
         blocks = generated_blocks(resolutions=resolutions, tracks=tracks, input_sizes=input_sizes,
-                                  synthetic=synthetic, docker_image=doc.get("docker_image"), queue=o.queue)
+                                  synthetic=synthetic, docker_image=doc.get("docker_image"), queue=o.queue,
+                                  phases=doc.get("phases") or [])
         (stage / PAGE_DIR).mkdir()
         for page in sorted((repo / PAGE_DIR).glob("*.md")):
             text = fill_fields(fill_blocks(page.read_text(encoding="utf-8"), blocks), fields)
