@@ -710,6 +710,10 @@ def run_ingestion(input_data: PathLike = DEFAULT_INPUT_DATA, output: PathLike = 
         return _finish(prog, staging, output, program, cfg, t0, log, err)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        reserved = output / "metadata"  # CodaBench fails a job whose output holds one (model code could write it)
+        if reserved.is_file() or reserved.is_symlink():
+            reserved.unlink()
+            log(f"removed {reserved}: the name is reserved by CodaBench")
 
 
 def _supervise(model_path: Path, dirs: List[Path], staging: Path, cfg: IngestionConfig, t0: float,
@@ -723,7 +727,9 @@ def _supervise(model_path: Path, dirs: List[Path], staging: Path, cfg: Ingestion
     env["PYTHONPATH"] = os.pathsep.join([_package_root()] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env.pop("PYTHONUNBUFFERED", None)  # block-buffer the participant's prints (a flood costs less)
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # never write __pycache__ into the submission folder
-    code = "import sys; from big.ingestion import _worker_main; sys.exit(_worker_main())"
+    # our package first on sys.path: a participant file or folder named `big` must not shadow it
+    code = (f"import sys; sys.path.insert(0, {_package_root()!r}); from big.ingestion import _worker_main; "
+            "sys.exit(_worker_main())")
     prog = Progress(started=t0)
     deadline = t0 + cfg.time_budget_s - cfg.stop_margin_s
     try:
@@ -892,6 +898,7 @@ def _finish(prog: Progress, staging: Path, output: Path, program: Path, cfg: Ing
     # success: move the CSVs in (after removing the copied submission again: the platform's copy may
     # still have been running when we started)
     remove_copied_submission(program, output)
+
     size = prog.resolution
     for flag in registry.flags():
         src = staging / "csv" / csv_name(flag, size)

@@ -414,3 +414,19 @@ def _npy_bytes(arr) -> bytes:
     buf = io.BytesIO()
     np.save(buf, arr)
     return buf.getvalue()
+
+
+def test_model_writing_reserved_metadata_file(tmp_path, world):
+    """CodaBench fails a job whose output holds `metadata`; ingestion removes one written by model code."""
+    target = tmp_path / "output" / "metadata"
+    model = model_with(f"open({str(target)!r}, 'w').write('exitCode: 0')")
+    rc, out, log = prediction_job(tmp_path, world, {"model.py": model})
+    assert rc == 0 and not target.exists() and "reserved" in log
+
+
+def test_participant_module_named_big_does_not_shadow_ours(tmp_path, world):
+    """A `big.py` beside model.py must not break the worker (which imports our package first)."""
+    files = {"model.py": UNIFORM, "big.py": "raise RuntimeError('participant big.py imported')\n"}
+    rc, out, log = prediction_job(tmp_path, world, files)
+    assert rc == 0, log
+    assert status_of(out)["status"] == "ok"
