@@ -288,3 +288,26 @@ def test_code_bundle_runs_in_gpu310_image_venv(mixed_bundle, tmp_path):
                                     (tmp_path / "run/logs/scoring_stderr").read_text()[-2000:])
     assert r.metadata["ingestionExitCode"] == 0
     assert abs(dict((k, v) for _, k, v, _ in r.row)["auc"] - 0.5) < 1e-9  # constant scores: chance AUC
+
+
+def test_download_fetches_only_missing_files(synth_root, tmp_path, monkeypatch):
+    """--download asks for each missing file once (here a stand-in writes a synthetic file)."""
+    import big.reference as reference
+
+    root = tmp_path / "data"
+    root.mkdir()
+    for p in synth_root.iterdir():
+        if not p.name.startswith("pathmnist"):
+            os.symlink(p, root / p.name)
+    asked = []
+
+    def fake_download(data_root, flag, size, *, progress=None, opener=None):
+        asked.append((flag, size))
+        return data.synthesize(data_root, sizes=[size], flags=[flag], n_per_split="train=120,val=60,test=80",
+                               seed=7)[0]
+
+    monkeypatch.setattr(reference, "download", fake_download)
+    res = B.build_bundle(B.BundleOptions(data_root=root, out=tmp_path / "b.zip", input_sizes=[28, 64], download=True,
+                                         allow_synthetic=True, **ORG), log=lambda m: None)
+    assert sorted(asked) == [("pathmnist", 28), ("pathmnist", 64)]
+    assert res.zip_path.is_file()

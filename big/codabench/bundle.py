@@ -503,10 +503,15 @@ def _check_options(o: BundleOptions) -> Tuple[List[str], List[int], List[int], O
 
 
 def _download_missing(root: Path, sizes: Sequence[int], log) -> None:
+    """Fetch the files the bundle needs that are not in ``root``: every dataset at ``sizes`` (the
+    input images of the code track), and at least one size of every dataset (for the labels)."""
     from ..reference import download
 
     for ds in registry.datasets():
-        for size in sizes:
+        wanted = list(sizes)
+        if not wanted and not any((root / ds.file_name(s)).is_file() for s in registry.SIZES):
+            wanted = [28]
+        for size in wanted:
             if not (root / ds.file_name(size)).is_file():
                 download(root, ds.flag, size, progress=log)
 
@@ -593,7 +598,7 @@ def build_bundle(options: BundleOptions, *, log: Callable[[str], None] = print) 
         raise UsageError([Problem(f"the pages need {opts} (fields {', '.join(sorted(missing_fields))} are unfilled)")])
 
     if o.download:
-        _download_missing(root, sorted(set(input_sizes) | {28}), log)
+        _download_missing(root, input_sizes if "code" in tracks else [], log)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.stem}.", suffix=".staging", dir=out.parent))

@@ -313,6 +313,11 @@ def _check_phases(L: _Lint, doc: dict, tasks: Dict[int, dict]) -> None:
             if key in ph and isinstance(ph[key], str) and not DATE_RE.match(ph[key].strip()):
                 L.warn("phases", f"{where}.{key}", f"{ph[key]!r}: write UTC as YYYY-MM-DD HH:MM:SS (dashed dates "
                                                    "parse month-first, offsets are ignored)")
+        for key in ("start", "end"):
+            v = ph.get(key)
+            if isinstance(v, _dt.datetime) and v.tzinfo is not None and v.utcoffset():
+                L.warn("phases", f"{where}.{key}", f"{v.isoformat()}: CodaBench drops the offset and reads the time "
+                                                   "as UTC; write the UTC time without an offset")
         start = _as_dt(ph.get("start"))
         end = _as_dt(ph.get("end")) if "end" in ph else None
         if "start" not in ph or start is None:
