@@ -398,7 +398,7 @@ def _intro_lines(lb: LeaderboardRun, source: str) -> List[str]:
              f"{lb.split} split (reference sha256 {lb.reference_sha256[:12]}): {ok} ranked, {len(lb.skipped)} skipped.",
              "", RANKING_NOTE, "", AVG_RANK_NOTE, ""]
     if lb.n_boot:
-        lines.append(f"Intervals: {pct}% percentile bootstrap over the test samples (B={lb.n_boot}, seed {lb.seed}, "
+        lines.append(f"Intervals: {pct}% percentile bootstrap over the {lb.split} samples (B={lb.n_boot}, seed {lb.seed}, "
                      "as the scorer computes them); for scoring output folders, the intervals in their details.json.")
     else:
         lines.append("No bootstrap intervals (run with --bootstrap B to add them).")
@@ -442,9 +442,9 @@ def leaderboard_markdown(lb: LeaderboardRun, source: str) -> str:
 
 LB_STYLE = PAGE_STYLE + (".tabs button{margin:.15em;padding:.3em .8em;border:1px solid #999;background:#fff;"
                          "cursor:pointer;border-radius:3px}.tabs button.on{background:#234;color:#fff}"
-                         "td.name{text-align:left}.ci{color:#666;font-size:.9em}td.r1{font-weight:bold}"
+                         "td.name{text-align:left}.ci{color:#666;font-size:.9em}td.ci{white-space:nowrap}td.r1{font-weight:bold}"
                          ".wrap{overflow-x:auto}.bad td{text-align:left;vertical-align:top}"
-                         ".bad ul{margin:0;padding-left:1.2em}")
+                         ".bad ul{margin:0;padding-left:1.2em}.bad th{text-align:left}")
 
 LB_SCRIPT = """
 var cur={res:null,metric:'auc'};

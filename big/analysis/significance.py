@@ -153,7 +153,8 @@ def significance_markdown(result: dict, heading: str = "#") -> str:
     pct = int(round(result["level"] * 100))
     a, b = result["a"], result["b"]
     lines = [f"{heading} Paired bootstrap: {a} (A) vs {b} (B)", "",
-             f"B = {result['n_boot']} resamples of the test samples (seed {result['seed']}), the same resamples for "
+             f"B = {result['n_boot']} resamples of the {result.get('split', 'test')} samples (seed {result['seed']}), "
+             f"the same resamples for "
              f"both. Difference = A - B with its {pct}% percentile interval; P(A>B) = share of resamples in which "
              f"A scores strictly higher. A pair whose interval covers 0 is **tied**."]
     if result.get("reference_synthetic"):
@@ -174,8 +175,8 @@ def significance_markdown(result: dict, heading: str = "#") -> str:
 def significance_html(result: dict) -> str:
     pct = int(round(result["level"] * 100))
     a, b = html.escape(result["a"]), html.escape(result["b"])
-    parts = [f"<h2>Paired bootstrap: {a} (A) vs {b} (B)</h2><p>B = {result['n_boot']} resamples of the test "
-             f"samples (seed {result['seed']}), the same for both. A &minus; B with its {pct}% percentile interval; "
+    parts = [f"<h2>Paired bootstrap: {a} (A) vs {b} (B)</h2><p>B = {result['n_boot']} resamples of the "
+             f"{html.escape(str(result.get('split', 'test')))} samples (seed {result['seed']}), the same for both. A &minus; B with its {pct}% percentile interval; "
              "P(A&gt;B) = share of resamples where A scores strictly higher; an interval covering 0 means "
              "<i>tied</i>.</p>"]
     for m in registry.METRIC_KEYS:
