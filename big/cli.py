@@ -35,7 +35,7 @@ def _synth(args) -> int:
     from . import data
 
     paths = data.synthesize(args.out, sizes=args.sizes, n_per_split=args.n_per_split, seed=args.seed,
-                            flags=args.flags.split(",") if args.flags else None,
+                            flags=args.flags.split(",") if args.flags else None, signal=args.signal,
                             progress=lambda p: print(f"wrote {p}"))
     print(f"{len(paths)} synthetic MedMNIST+ file(s) in {args.out} (seed {args.seed})")
     return 0
@@ -94,7 +94,7 @@ def _validate(args) -> int:
 def _demo(args) -> int:
     from .demo import run_demo
 
-    return run_demo(args.out, seed=args.seed, n_per_split=args.n_per_split, n_boot=args.bootstrap)
+    return run_demo(args.out, seed=args.seed, n_per_split=args.n_per_split, n_boot=args.bootstrap, signal=args.signal)
 
 
 def _register_core(sub) -> None:
@@ -104,6 +104,8 @@ def _register_core(sub) -> None:
     p.add_argument("--n-per-split", default="64", help="N, or train=N,val=N,test=N ('full' = real size)")
     p.add_argument("--flags", help="comma-separated dataset flags (default all 12)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--signal", type=float, default=0.9,
+                   help="strength of the class patterns against unit pixel noise (0.9 easy, 0.1 hard)")
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("build-reference", help="hidden labels of one split + manifest, for the scoring program")
@@ -137,6 +139,7 @@ def _register_core(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-per-split", default="train=300,val=120,test=160")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates for the demo's reports")
+    p.add_argument("--signal", type=float, default=0.15, help="class-signal strength of the synthetic data")
     p.set_defaults(func=_demo)
 
 

@@ -203,11 +203,12 @@ def write_npz(path: PathLike, ds: Dataset, size: int, labels: Mapping[str, np.nd
 
 
 def synthesize(out_dir: PathLike, *, sizes: Sequence[int] = (28,), n_per_split: Union[int, str, Mapping] = 64,
-               flags: Optional[Sequence[str]] = None, seed: int = 0, chunk: int = 2048,
+               flags: Optional[Sequence[str]] = None, seed: int = 0, chunk: int = 2048, signal: float = 0.9,
                progress=None) -> List[Path]:
     """Write synthetic MedMNIST+ files for ``flags`` x ``sizes``; deterministic from ``seed``.
 
     Labels do not depend on the size (as in MedMNIST+). ``n_per_split`` as :func:`parse_n_per_split`.
+    ``signal`` scales the class patterns against unit pixel noise: 0.9 is easy to learn, 0.1 hard.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -224,7 +225,8 @@ def synthesize(out_dir: PathLike, *, sizes: Sequence[int] = (28,), n_per_split: 
             def chunks(split, size=int(size)):
                 lab = labels[split]
                 for a in range(0, lab.shape[0], chunk):
-                    yield synthetic_images(ds, lab[a:a + chunk], size, seed=seed, split=split, start=a)
+                    yield synthetic_images(ds, lab[a:a + chunk], size, seed=seed, split=split, start=a,
+                                           signal=signal)
 
             target = out / ds.file_name(size)
             write_npz(target, ds, int(size), labels, {s: chunks(s) for s in SPLITS})

@@ -1,6 +1,7 @@
 """``big demo``: the whole BIG pipeline offline on synthetic data, through the same commands a user runs.
 
-1. synthesize MedMNIST+ files (28 and 64 px) and build the val and test reference data;
+1. synthesize MedMNIST+ files (28 and 64 px; a weak class signal, so the model's scores resemble real
+   ones rather than 1.0) and build the val and test reference data;
 2. write two result submissions for the test split — a class-prior submission (each row = the
    training class frequencies) and one from a quick real model (the starting kit's numpy MLP,
    trained here and run locally over the test images) — and score both with ``big score``;
@@ -50,7 +51,7 @@ def _run(argv: List[str]) -> None:
 
 
 def run_demo(out: Union[str, Path] = "demo_output", *, seed: int = 0, n_per_split: str = "train=300,val=120,test=160",
-             n_boot: int = 200) -> int:
+             n_boot: int = 200, signal: float = 0.15) -> int:
     work = Path(out).resolve()
     if work.exists():
         shutil.rmtree(work)
@@ -58,7 +59,8 @@ def run_demo(out: Union[str, Path] = "demo_output", *, seed: int = 0, n_per_spli
     subs.mkdir(parents=True)
 
     print("== 1. synthetic MedMNIST+ data and reference labels")
-    _run(["synth", "--out", str(data_root), "--sizes", "28,64", "--n-per-split", n_per_split, "--seed", str(seed)])
+    _run(["synth", "--out", str(data_root), "--sizes", "28,64", "--n-per-split", n_per_split, "--seed", str(seed),
+          "--signal", str(signal)])
     for split in ("val", "test"):
         _run(["build-reference", "--data-root", str(data_root), "--split", split, "--out", str(refs / split),
               "--allow-synthetic"])
