@@ -60,7 +60,7 @@ def test_fast_bootstrap_equals_public_functions_bit_for_bit(kind, c, decimals, r
         assert np.isnan(fast["auc"]).any() and np.isfinite(fast["auc"]).any()
 
 
-def test_counts_are_resamples_and_batches_do_not_change_the_stream():
+def test_counts_are_reproducible_resamples():
     a = np.concatenate(list(M.bootstrap_counts(50, 33, np.random.default_rng(3), 7)))
     b = np.concatenate(list(M.bootstrap_counts(50, 33, np.random.default_rng(3), 7)))
     assert a.shape == (33, 50) and np.array_equal(a, b)
