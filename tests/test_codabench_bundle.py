@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from big.codabench.worker import RunLocalOptions, run_local
 from big.errors import UsageError
 from big.reference import Reference
 from big.submission import write_submission
-from conftest import REPO, needs_genuine
+from conftest import REPO, SHARED_DATA, needs_genuine
 
 ORG = {"organizer": "Test Organizers (Uni X)", "contact_email": "big@example.org"}
 
@@ -38,10 +37,10 @@ def venv_python(name: str) -> Path:
     return py
 
 
-def fast_scoring(folder: Path, n_boot: int = 20) -> None:
-    """Fewer bootstrap replicates in a built bundle folder (keeps the tests fast)."""
+def fast_scoring(folder: Path, n_boot: int = 20, report: bool = True) -> None:
+    """Fewer bootstrap replicates (and optionally no plots) in a built bundle folder: fast tests."""
     cfg = folder / "scoring_program" / "config.yaml"
-    B._rewrite_yaml_config(cfg, {"n_boot": n_boot}, "")
+    B._rewrite_yaml_config(cfg, {"n_boot": n_boot, "report": report}, "")
 
 
 def predictions_for(ref_dir: Path, *, quality: float = 0.7, seed: int = 0) -> dict:
@@ -61,8 +60,7 @@ def mixed_bundle(mixed_root, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mixed_bundle")
     res = B.build_bundle(B.BundleOptions(data_root=mixed_root, out=tmp / "big_bundle.zip", input_sizes=[28],
                                          allow_synthetic=True, keep_folder=tmp / "folder", start="2026-12-10",
-                                         **ORG), log=lambda m: None)
-    fast_scoring(res.folder)
+                                         n_boot=20, **ORG), log=lambda m: None)
     return res
 
 
@@ -71,9 +69,10 @@ def results_bundle(synth_root, tmp_path_factory):
     """Results track only, resolution 64 only."""
     tmp = tmp_path_factory.mktemp("results_bundle")
     res = B.build_bundle(B.BundleOptions(data_root=synth_root, out=tmp / "b.zip", tracks=["results"],
-                                         resolutions=[64], allow_synthetic=True, keep_folder=tmp / "folder", **ORG),
+                                         resolutions=[64], allow_synthetic=True, keep_folder=tmp / "folder", n_boot=0,
+                                         **ORG),
                          log=lambda m: None)
-    fast_scoring(res.folder)
+    fast_scoring(res.folder, n_boot=0, report=False)
     return res
 
 
@@ -99,10 +98,7 @@ def test_bundle_layout_and_zip_root(mixed_bundle):
         man = json.loads((res.folder / folder / "input_data" / "manifest.json").read_text())
         assert man["split"] == split and man["sizes"] == [28]
         arr = np.load(res.folder / folder / "input_data" / "breastmnist_28.npy")
-        genuine = data.read_images(B.Path(REPO.parent / "shared/data/medmnist/breastmnist.npz"), split) \
-            if (REPO.parent / "shared/data/medmnist/breastmnist.npz").is_file() else None
-        if genuine is not None:
-            assert np.array_equal(arr, genuine)
+        assert np.array_equal(arr, data.read_images(SHARED_DATA / "breastmnist.npz", split))  # genuine bytes
         assert not any("label" in p.name for p in (res.folder / folder / "input_data").iterdir())
     doc = yaml.safe_load((res.folder / "competition.yaml").read_text())
     assert doc["version"] == 2 and doc["docker_image"] == B.IMAGE_CODE
@@ -137,7 +133,8 @@ def test_results_only_bundle(results_bundle):
     assert all("ingestion_program" not in t and "input_data" not in t for t in doc["tasks"])
     assert not (res.folder / "ingestion_program").exists() and not (res.folder / "dev" / "input_data").exists()
     assert "64 px" in doc["title"]
-    assert yaml.safe_load((res.folder / "scoring_program" / "config.yaml").read_text())["resolutions"] == [64]
+    cfg = yaml.safe_load((res.folder / "scoring_program" / "config.yaml").read_text())
+    assert cfg["resolutions"] == [64] and cfg["n_boot"] == 0
     assert "at **64 px** only" in (res.folder / "pages" / "submission.md").read_text()
     assert any("resolutions" in c for c in res.changes) and any("docker_image" in c for c in res.changes)
 
@@ -264,7 +261,7 @@ def test_results_bundle_runs_in_py312_image_venv(results_bundle, tmp_path):
     py = venv_python("py312")
     res = results_bundle
     sub = write_submission(tmp_path / "s.zip", predictions_for(res.folder / "final" / "reference_data"), 64)
-    r = run_local(RunLocalOptions(bundle=res.zip_path, submission=sub, phase="test", work_dir=tmp_path / "run",
+    r = run_local(RunLocalOptions(bundle=res.folder, submission=sub, phase="test", work_dir=tmp_path / "run",
                                   python=str(py)), log=lambda m: None)
     assert r.status == "Finished", (tmp_path / "run/logs/scoring_stderr").read_text()[-2000:]
     assert str(py) in r.commands[-1][0] or r.commands[-1][0] == str(py)

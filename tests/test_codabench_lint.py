@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from big import cli, registry
+from big import cli
 from big.codabench import bundle as B
 from big.codabench.lint import lint_bundle
 

@@ -105,7 +105,6 @@ def iter_files(root: PathLike) -> Iterable[Path]:
 # ---------------------------------------------------------------------------------------------
 
 import datetime as _dt  # noqa: E402
-import json  # noqa: E402
 import re  # noqa: E402
 import tempfile  # noqa: E402
 import zipfile  # noqa: E402
