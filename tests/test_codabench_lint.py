@@ -308,3 +308,28 @@ def test_size_quotas_warn(bundle, monkeypatch):
     found = [f for f in lint_bundle(bundle) if f.rule == "big"]
     assert any("upload quota" in f.message for f in found) and any("data cache" in f.message for f in found)
     assert all(f.level == "warning" for f in found)
+
+
+def test_zip_lint_reads_only_headers_of_large_arrays(good, tmp_path, monkeypatch):
+    """A real bundle holds GBs of images: `big lint b.zip` unpacks them only as far as their headers."""
+    import big.codabench.lint as lint_mod
+
+    total = sum(p.stat().st_size for p in good.rglob("*") if p.is_file())
+    monkeypatch.setattr(lint_mod, "PARTIAL_NPY_BYTES", 10_000)
+    monkeypatch.setattr(lint_mod, "_HEADER_BYTES", 256)
+    monkeypatch.setattr(lint_mod, "UPLOAD_QUOTA", total - 1)  # the true size is just above the quota
+    z = tmp_path / "b.zip"
+    B.zip_folder(good, z)
+    seen = []
+    real = lint_mod.lint_folder
+    monkeypatch.setattr(lint_mod, "lint_folder", lambda root, sizes=None: seen.append(sizes) or real(root, sizes=sizes))
+    found = lint_bundle(z)
+    assert [f for f in found if f.level == "error"] == []
+    assert seen[0] and all(k.endswith(".npy") for k in seen[0])  # large arrays were cut to their headers
+    assert any("upload quota" in f.message for f in found)  # ... but counted at their true size
+    # a label-shaped array is still found inside such a zip
+    bad = tmp_path / "bad"
+    shutil.copytree(good, bad)
+    np.save(bad / "starting_kit" / "y.npy", np.zeros((50_000, 1), np.uint8))
+    B.zip_folder(bad, tmp_path / "bad.zip")
+    assert any(f.rule == "labels" for f in lint_bundle(tmp_path / "bad.zip") if f.level == "error")
