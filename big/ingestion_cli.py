@@ -4,7 +4,6 @@ Handlers import their modules lazily, so `big --help` and `big score` stay fast.
 """
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 

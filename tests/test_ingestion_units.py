@@ -1,7 +1,6 @@
 """Building blocks of the ingestion program: classification, cleanup, batching, output checks, CSV rows."""
 from __future__ import annotations
 
-import resource
 import subprocess
 import sys
 
