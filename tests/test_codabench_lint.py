@@ -333,3 +333,12 @@ def test_zip_lint_reads_only_headers_of_large_arrays(good, tmp_path, monkeypatch
     np.save(bad / "starting_kit" / "y.npy", np.zeros((50_000, 1), np.uint8))
     B.zip_folder(bad, tmp_path / "bad.zip")
     assert any(f.rule == "labels" for f in lint_bundle(tmp_path / "bad.zip") if f.level == "error")
+
+
+def test_phase_in_the_past_warns(bundle):
+    edit(bundle, lambda d: (d["phases"][0].__setitem__("start", dt.datetime(2020, 1, 1)),
+                            d["phases"][0].__setitem__("end", dt.datetime(2020, 6, 30, 23, 59, 59)),
+                            d["phases"][1].__setitem__("start", dt.datetime(2020, 7, 1))))
+    found = lint_bundle(bundle)
+    assert any(f.level == "warning" and "ended on 2020-06-30" in f.message for f in found)
+    assert not [f for f in found if f.level == "error"]

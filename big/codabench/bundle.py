@@ -663,7 +663,11 @@ def build_bundle(options: BundleOptions, *, log: Callable[[str], None] = print) 
             folder = Path(o.keep_folder)
             if folder.exists():
                 shutil.rmtree(folder)
-            os.replace(stage, folder)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(stage, folder)
+            except OSError:  # another file system
+                shutil.move(str(stage), str(folder))
         return BundleResult(zip_path=out, folder=folder, changes=changes, contents=contents, findings=findings,
                             synthetic=synthetic, input_sizes=list(input_sizes) if "code" in tracks else [])
     finally:

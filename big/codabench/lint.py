@@ -333,6 +333,8 @@ def _check_phases(L: _Lint, doc: dict, tasks: Dict[int, dict]) -> None:
         last = pos == len(order) - 1
         if not last and "end" not in ph:
             L.err("phases", where, "every phase but the last needs an `end`")
+        if end is not None and end < _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None, microsecond=0):
+            L.warn("phases", where, f"ended on {end} (UTC): move the dates (`big bundle --start`)")
         if start is not None and end is not None and end <= start:
             L.err("phases", where, f"ends ({end}) before it starts ({start})")
         if prev_end is not None and start is not None:
