@@ -130,3 +130,25 @@ def test_genuine_files_md5_checked(tmp_path):
         assert np.array_equal(np.asarray(arr), data.read_images(SHARED_DATA / ds.file_name(28), "test"))
         assert manifest["files"][f"{flag}_28.npy"]["source"]["genuine"] is True
     assert not os.path.exists(out / "breastmnist.npy")
+
+
+def test_cli_input_data_and_verify(small_root, tmp_path, capsys):
+    from big import cli
+
+    out = tmp_path / "data" / "test"
+    assert cli.main(["input-data", "--data-root", str(small_root), "--split", "test", "--sizes", "28",
+                     "--out", str(out), "--allow-synthetic"]) == 0
+    assert "(SYNTHETIC)" in capsys.readouterr().out
+    assert cli.main(["input-data", "--verify", "--out", str(out)]) == 0
+    assert "12 image file(s)" in capsys.readouterr().out
+    with open(out / "bloodmnist_28.npy", "r+b") as fh:  # flip one image byte
+        fh.seek(-1, 2)
+        last = fh.read(1)
+        fh.seek(-1, 2)
+        fh.write(bytes([last[0] ^ 1]))
+    assert cli.main(["input-data", "--verify", "--out", str(out)]) == 2
+    assert "bloodmnist_28.npy" in capsys.readouterr().err
+    assert cli.main(["input-data", "--data-root", str(small_root), "--split", "test", "--out", str(tmp_path / "x")]) == 2
+    assert "--allow-synthetic" in capsys.readouterr().err
+    assert cli.main(["input-data", "--out", str(tmp_path / "y")]) == 1
+    assert "--data-root" in capsys.readouterr().err

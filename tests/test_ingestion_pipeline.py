@@ -429,3 +429,16 @@ def test_participant_module_named_big_does_not_shadow_ours(tmp_path, world):
     rc, out, log = prediction_job(tmp_path, world, files)
     assert rc == 0, log
     assert status_of(out)["status"] == "ok"
+
+
+def test_big_ingest_verb(tmp_path, world, capsys):
+    from big import cli
+
+    prog = make_program(tmp_path / "prog", {"model.py": UNIFORM})
+    out = tmp_path / "out"
+    assert cli.main(["ingest", str(world["input"]), str(out), str(prog), "--data-dir", "", "--time-budget", "60"]) == 0
+    assert status_of(out)["status"] == "ok"
+    assert "[12/12]" in capsys.readouterr().out
+    bad = make_program(tmp_path / "bad", {"model.py": "raise ImportError('nope')\n"})
+    assert cli.main(["ingest", str(world["input"]), str(tmp_path / "out2"), str(bad)]) == 1
+    assert "importing model.py failed: ImportError: nope" in capsys.readouterr().err
