@@ -547,6 +547,21 @@ def _worker_main(argv: Optional[List[str]] = None) -> int:
     return 1
 
 
+def _worker_entry() -> None:
+    """Process entry: run, flush, and leave at once (``os._exit``), so that threads or atexit
+    handlers the participant's code left behind cannot keep the worker alive after its answer."""
+    try:
+        rc = _worker_main()
+    except BaseException:  # noqa: BLE001 - the message channel itself failed; say so on stderr
+        traceback.print_exc()
+        rc = 1
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(rc)
+
+
 # ---------------------------------------------------------------------------------------------
 # the supervisor
 # ---------------------------------------------------------------------------------------------
@@ -728,8 +743,7 @@ def _supervise(model_path: Path, dirs: List[Path], staging: Path, cfg: Ingestion
     env.pop("PYTHONUNBUFFERED", None)  # block-buffer the participant's prints (a flood costs less)
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # never write __pycache__ into the submission folder
     # our package first on sys.path: a participant file or folder named `big` must not shadow it
-    code = (f"import sys; sys.path.insert(0, {_package_root()!r}); from big.ingestion import _worker_main; "
-            "sys.exit(_worker_main())")
+    code = f"import sys; sys.path.insert(0, {_package_root()!r}); from big.ingestion import _worker_entry; _worker_entry()"
     prog = Progress(started=t0)
     deadline = t0 + cfg.time_budget_s - cfg.stop_margin_s
     try:
@@ -769,6 +783,8 @@ def _supervise(model_path: Path, dirs: List[Path], staging: Path, cfg: Ingestion
                 if not data:
                     break
                 handle(data)
+                if prog.outcome is not None:  # the worker answered; it exits by itself right after
+                    break
             elif proc.poll() is not None:  # exited; a grandchild may still hold the pipe open
                 while sel.select(timeout=0):
                     data = os.read(chan.fileno(), 1 << 16)
@@ -778,6 +794,11 @@ def _supervise(model_path: Path, dirs: List[Path], staging: Path, cfg: Ingestion
                 break
     finally:
         sel.close()
+        if not timed_out:  # let it flush the model's buffered output, within the budget
+            try:
+                proc.wait(timeout=max(0.1, min(5.0, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                pass
         _kill_group(proc)  # the worker and anything it started (also after a normal exit)
         try:
             proc.wait(timeout=30)

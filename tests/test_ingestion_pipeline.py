@@ -442,3 +442,15 @@ def test_big_ingest_verb(tmp_path, world, capsys):
     bad = make_program(tmp_path / "bad", {"model.py": "raise ImportError('nope')\n"})
     assert cli.main(["ingest", str(world["input"]), str(tmp_path / "out2"), str(bad)]) == 1
     assert "importing model.py failed: ImportError: nope" in capsys.readouterr().err
+
+
+def test_lingering_participant_thread_does_not_hold_the_run(tmp_path, world):
+    """A non-daemon thread left running by the model must not turn a finished run into a timeout."""
+    model = UNIFORM.replace("    batch_size = 10\n", "    batch_size = 10\n\n    def __init__(self):\n"
+                            "        import threading, time\n"
+                            "        threading.Thread(target=time.sleep, args=(120,), daemon=False).start()\n")
+    assert "threading.Thread" in model
+    rc, out, log = prediction_job(tmp_path, world, {"model.py": model}, budget=20.0, margin=1.0)
+    assert rc == 0, log
+    status = status_of(out)
+    assert status["status"] == "ok" and status["elapsed_s"] < 15
