@@ -130,3 +130,11 @@ def test_preprocess_equals_the_thesis_transforms(flag, size, model_name):
     torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
     native = Preprocess(mean, std, None)(torch.from_numpy(imgs))
     assert native.shape == (4, 3, size, size)
+    # the buffer-reusing variant (training, prediction) gives the same, batch after batch
+    ring = Preprocess(mean, std, 224, ring=2)
+    other = torch.from_numpy(np.full_like(imgs, 255))
+    for batch, ref in ((imgs, want), (other, None), (imgs, want), (imgs[:3], want[:3])):
+        got = ring(torch.from_numpy(batch) if isinstance(batch, np.ndarray) else batch)
+        if ref is not None:
+            torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)
+    assert torch.equal(Preprocess(mean, std, None, ring=2)(torch.from_numpy(imgs)), native)
