@@ -53,6 +53,7 @@ tr.sub td{font-weight:bold;background:#fff7e6}
 .ds img{max-width:600px;width:49%;min-width:320px}
 code{background:#f5f5f5;padding:0 .25em}
 nav a{margin-right:.8em}
+.tw{overflow-x:auto;max-width:100%}
 """
 
 
@@ -164,7 +165,7 @@ def _baseline_table(every, details: dict) -> str:
             + "".join(f"<th>{_esc(registry.METRIC_TITLES[m])}</th>" for m in registry.METRIC_KEYS)
             + '<th class="l">source</th></tr>')
     legend = "".join(f"<li><b>{_esc(tag)}</b>: {_esc(text)}</li>" for tag, text in _TABLE_TEXT.items())
-    return f"<table>{head}{''.join(rows)}</table><ul class='note'>{legend}</ul>"
+    return f"<div class='tw'><table>{head}{''.join(rows)}</table></div><ul class='note'>{legend}</ul>"
 
 
 def write_report(output_dir: PathLike, details: dict, submission, reference, *, err=None) -> Path:
@@ -265,7 +266,7 @@ def _page(details: dict, flags: Sequence[str], figs: _Figures, shown, every, bas
     head = ('<tr><th class="l">dataset</th><th class="l">task</th><th>n</th>'
             + "".join(f"<th>{_esc(registry.METRIC_TITLES[m])}</th>" for m in registry.METRIC_KEYS)
             + '<th class="l">skipped classes / notes</th></tr>')
-    parts.append(f'<h2 id="table">Per-dataset scores</h2><table>{head}{"".join(rows)}</table>'
+    parts.append(f'<h2 id="table">Per-dataset scores</h2><div class="tw"><table>{head}{"".join(rows)}</table></div>'
                  f'<p class="note">{ci_note} AUC: binary = column 1, multi-class = mean one-vs-rest AUC over '
                  "classes, multi-label = mean over labels. Balanced accuracy and kappa use argmax (multi-class) "
                  "or score &gt; 0.5 (binary column 1, each multi-label column). A class absent from the "
