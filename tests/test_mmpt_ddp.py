@@ -38,9 +38,11 @@ def run_group(cmd, env, timeout=300):
 
 def test_two_gloo_ranks_match_single_process(tmp_path):
     root = tmp_path / "npz"
-    # 41 training rows at batch 16: the last global batch (9 rows) is split unevenly, 5 + 4
+    # batch 16: 41 rows -> the last global batch (9 rows) is split unevenly, 5 + 4; 33 rows -> the
+    # last batch has 1 row, fewer than the ranks, and is given whole to both
     data.synthesize(root, sizes=(28,), n_per_split="train=41,val=20,test=8", seed=4,
-                    flags=["bloodmnist", "chestmnist", "breastmnist", "retinamnist"])
+                    flags=["bloodmnist", "chestmnist", "retinamnist"])
+    data.synthesize(root, sizes=(28,), n_per_split="train=33,val=20,test=8", seed=4, flags=["breastmnist"])
     common = ["--data_root", root, "--model", "vit_tiny_patch16_224", "--pretrained", "false",
               "--model_kwargs", "{img_size: 28, patch_size: 7, depth: 2}", "--native_resolution", "true",
               "--datasets", "bloodmnist,chestmnist,breastmnist,retinamnist", "--epochs", "2", "--batch_size", "16",

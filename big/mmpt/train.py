@@ -251,7 +251,9 @@ class Trainer:
         if cfg["max_steps_per_epoch"]:
             plan = plan[:cfg["max_steps_per_epoch"]]
         world, rank = self.dist.world, self.dist.rank
-        local = [(f, sampler.shard(rows, rank, world), len(rows)) for f, rows in plan]
+        # a global batch with fewer rows than ranks (organamnist's last batch has 1 row) is given
+        # whole to every rank instead: identical per-rank gradients, so the average is unchanged
+        local = [(f, rows if len(rows) < world else sampler.shard(rows, rank, world), len(rows)) for f, rows in plan]
         glob_n = [n for _, _, n in local]
         self.net.train()
         loss_sum = {f: 0.0 for f in sizes}
@@ -268,7 +270,8 @@ class Trainer:
                 logits = self.net.heads[flag](self.backbone(x))
             loss = mmodel.loss_fn(flag, logits, y)
             # global-batch mean: DDP averages over ranks, so scale each rank's mean by its share
-            share = len(rows) * world / glob_n[step]
+            replicated = glob_n[step] < world
+            share = 1.0 if replicated else len(rows) * world / glob_n[step]
             total = loss * (self.w_train[flag] * share)
             if self.scaler:
                 self.scaler.scale(total).backward()
@@ -282,10 +285,10 @@ class Trainer:
             else:
                 self.opt.step()
             self.opt.zero_grad(set_to_none=True)
-            lv = float(loss.detach()) * len(rows)
-            loss_sum[flag] += lv / glob_n[step]  # this rank's part of the global-batch mean loss
+            # this rank's part of the global-batch mean loss (summed over ranks below)
+            loss_sum[flag] += float(loss.detach()) * (1.0 / world if replicated else len(rows) / glob_n[step])
             n_batches[flag] += 1
-            if cfg["train_metrics"]:
+            if cfg["train_metrics"] and (rank == 0 or not replicated):
                 outs[flag].append(mmodel.scores(flag, logits.detach()).cpu().numpy())
                 ys[flag].append(labs)
             if bar is not None:
