@@ -187,3 +187,16 @@ def test_trains_on_genuine_files(tmp_path):
     # the cache holds exactly the genuine arrays
     cached = np.load(data.cached_member(root / "retinamnist.npz", "val_images", cfg["cache_dir"]), mmap_mode="r")
     assert np.array_equal(cached, data.read_images(root / "retinamnist.npz", "val"))
+
+
+def test_amp_on_cpu_trains(tiny_root, tmp_path):
+    cfg = make_cfg(tiny_root, tmp_path / "amp", datasets=["bloodmnist", "chestmnist"], amp=True, max_steps_per_epoch=3,
+                   max_eval_batches=1)
+    h = mtrain.train(cfg, log=None)["history"]
+    assert np.isfinite(h[0]["train_loss"]) and np.isfinite(h[0]["val_loss"])
+
+
+def test_big_cli_does_not_import_torch():
+    code = "import sys, big.cli; big.cli.build_parser(); print(sorted(m for m in ('torch', 'timm') if m in sys.modules))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
