@@ -138,3 +138,25 @@ def test_preprocess_equals_the_thesis_transforms(flag, size, model_name):
         if ref is not None:
             torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)
     assert torch.equal(Preprocess(mean, std, None, ring=2)(torch.from_numpy(imgs)), native)
+
+
+def test_corrupt_npz_and_unwritable_cache_messages(small_root, tmp_path):
+    pytest.importorskip("torch")
+    from big.errors import ReferenceDataError, UsageError
+    from big.mmpt import loader
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "pathmnist.npz").write_bytes(b"not a zip file")
+    with pytest.raises(ReferenceDataError, match="pathmnist.npz"):
+        loader.open_split(bad, "pathmnist", 28, "train", tmp_path / "c")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o500)
+    try:
+        if os.access(ro, os.W_OK):  # running as root: permissions are not enforced
+            pytest.skip("permissions not enforced for this user")
+        with pytest.raises(UsageError, match="--cache_dir"):
+            loader.open_split(small_root, "pathmnist", 28, "train", ro / "cache")
+    finally:
+        os.chmod(ro, 0o700)

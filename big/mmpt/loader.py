@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import zipfile
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -33,12 +34,14 @@ def open_split(data_root, flag: str, size: int, split: str, cache_dir, *, labels
     if not npz.is_file():
         raise UsageError([f"{npz} not found: the {flag} file at {size} px is needed "
                           f"(download it from {ds.url(size)} or run `big synth --out {data_root} --sizes {size}`)"])
-    md5 = data.source_md5(npz, cache_dir)
     try:
+        md5 = data.source_md5(npz, cache_dir)
         img_path = data.cached_member(npz, f"{split}_images", cache_dir, md5=md5, log=log)
         reader = data.RowReader(img_path)
         lab = np.asarray(np.load(data.cached_member(npz, f"{split}_labels", cache_dir, md5=md5, log=log))) if labels else None
-    except (KeyError, ValueError, OSError) as exc:
+    except PermissionError as exc:
+        raise UsageError([f"cannot write the .npy cache ({exc}); choose a writable folder with --cache_dir"]) from None
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
         raise ReferenceDataError([f"{npz}: {exc}"]) from None
     want = ds.image_shape(size)
     if reader.dtype != np.uint8 or reader.row_shape != tuple(want):
