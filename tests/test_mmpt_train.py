@@ -200,3 +200,16 @@ def test_big_cli_does_not_import_torch():
     code = "import sys, big.cli; big.cli.build_parser(); print(sorted(m for m in ('torch', 'timm') if m in sys.modules))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+def test_without_torch_the_verbs_say_what_to_install(tmp_path):
+    py312 = REPO / ".venv-py312" / "bin" / "python"  # the scoring image: numpy etc., no torch
+    if not py312.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{py312} is missing (make venvs)")
+        pytest.skip(f"{py312} is missing (make venvs)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(REPO)
+    r = subprocess.run([str(py312), "-m", "big", "export", "--checkpoint", "x.pt", "--out", "y.zip"],
+                       capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 1 and ".[train]" in r.stderr and "Traceback" not in r.stderr, r.stderr

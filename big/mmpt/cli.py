@@ -4,6 +4,18 @@ from __future__ import annotations
 import argparse
 
 
+def _need_torch() -> None:
+    """torch and timm are optional dependencies (the scorer never needs them): say how to get them."""
+    import importlib.util
+
+    from ..errors import UsageError
+
+    missing = [m for m in ("torch", "timm") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError([f"{', '.join(missing)} not installed: `pip install -e \".[train]\"` (torch, torchvision, "
+                          f"timm) is needed for big train/predict/export"])
+
+
 def _train(args) -> int:
     from . import config
 
@@ -12,6 +24,7 @@ def _train(args) -> int:
         if hasattr(args, f"set_{key}"):
             tokens += [f"--{key}", getattr(args, f"set_{key}")]
     cfg = config.load(args.config, tokens)
+    _need_torch()
     from .train import train
 
     resume = None
@@ -31,6 +44,7 @@ def _train(args) -> int:
 
 
 def _predict(args) -> int:
+    _need_torch()
     from .predict import predict
 
     predict(args.checkpoint, args.split, args.data_root, args.out, cache_dir=args.cache_dir, device=args.device,
@@ -39,6 +53,7 @@ def _predict(args) -> int:
 
 
 def _export(args) -> int:
+    _need_torch()
     from .export import export
 
     export(args.checkpoint, args.out, dtype=args.dtype)
