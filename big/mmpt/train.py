@@ -13,6 +13,7 @@ before early stopping ends the run; per-epoch randomness is derived from (seed, 
 and resumed runs get proper, distinct seeds.
 
 DDP (torchrun): every rank draws the same dataset at each step (the plan depends only on the seed),
+validation batches are shared out across ranks and gathered in order,
 the global batch is split across ranks, the backbone is wrapped in DistributedDataParallel and the
 drawn head's gradient is all-reduced explicitly (idle heads stay untouched on every rank).
 """
@@ -322,24 +323,37 @@ class Trainer:
         cfg = self.cfg
         self.net.eval()
         plan = loader.eval_plan(splits, cfg["eval_batch_size"], cfg["max_eval_batches"])
-        loss_sum = {f: 0.0 for f in splits}
-        nb = {f: 0 for f in splits}
-        outs: Dict[str, list] = {f: [] for f in splits}
-        ys: Dict[str, list] = {f: [] for f in splits}
-        bar = _bar(cfg, self.dist.main, len(plan), f"{prefix}")
-        for flag, rows, imgs, labs in loader.Prefetcher(splits, plan, depth=cfg["prefetch"]):
+        # DDP: rank r evaluates batches r, r + world, ...; the results are gathered and replayed in
+        # plan order, so every rank ends with exactly the numbers of a single-process run
+        world, rank = self.dist.world, self.dist.rank
+        mine = list(range(rank, len(plan), world))
+        results = []
+        bar = _bar(cfg, self.dist.main, len(mine), f"{prefix}")
+        feed = loader.Prefetcher(splits, [plan[i] for i in mine], depth=cfg["prefetch"])
+        for i, (flag, rows, imgs, labs) in zip(mine, feed):
             x = self.pre(torch.from_numpy(imgs).to(self.device))
             with _autocast(cfg, self.device):
                 logits = self.net.heads[flag](self.net.backbone(x))
             y = torch.from_numpy(labs).to(self.device)
-            loss_sum[flag] += float(mmodel.loss_fn(flag, logits, y))
-            nb[flag] += 1
-            outs[flag].append(mmodel.scores(flag, logits).cpu().numpy())
-            ys[flag].append(labs)
+            loss = float(mmodel.loss_fn(flag, logits, y))
+            results.append((i, flag, loss, mmodel.scores(flag, logits).cpu().numpy(), labs))
             if bar is not None:
                 bar.update(1)
         if bar is not None:
             bar.close()
+        if self.dist.enabled:
+            gathered: List[Any] = [None] * world
+            dist.all_gather_object(gathered, results)
+            results = sorted((r for g in gathered for r in g), key=lambda r: r[0])
+        loss_sum = {f: 0.0 for f in splits}
+        nb = {f: 0 for f in splits}
+        outs: Dict[str, list] = {f: [] for f in splits}
+        ys: Dict[str, list] = {f: [] for f in splits}
+        for _i, flag, loss, sc, labs in results:
+            loss_sum[flag] += loss
+            nb[flag] += 1
+            outs[flag].append(sc)
+            ys[flag].append(labs)
         row: Dict[str, Any] = {f"{prefix}_loss": sum(counts_w[f] * loss_sum[f] for f in splits) / max(1, len(plan))}
         per = {}
         for f in splits:
