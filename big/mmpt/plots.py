@@ -12,6 +12,7 @@ def loss_curves(history: List[Dict[str, Any]], flags: Sequence[str], out: os.Pat
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     out = Path(out)
     ep = [r["epoch"] for r in history]
@@ -28,6 +29,7 @@ def loss_curves(history: List[Dict[str, Any]], flags: Sequence[str], out: os.Pat
             ax.axvline(best[0], color="grey", ls=":", lw=1)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("loss")
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(panels):]:
