@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +71,33 @@ def oracle_predictions(labels: dict, *, noise: float = 0.0, seed: int = 0) -> di
         s = (1 - noise) * s + noise * rng.random(s.shape)
         out[ds.flag] = np.clip(s, 0.0, 1.0)
     return out
+
+
+# --- the CodaBench-image virtualenvs (`make venvs`) -----------------------------------------------
+
+def image_python(name: str) -> Path:
+    """Interpreter of ``.venv-{name}`` (py312 or gpu310). Missing: the test fails under CI=true, else skips."""
+    py = REPO / f".venv-{name}" / "bin" / "python"
+    if not py.exists():
+        msg = f"{py} is missing: run `make venvs`"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return py
+
+
+def image_env(**extra: str) -> dict:
+    """The environment for a program run in an image venv: no PYTHONPATH, no user site, no virtualenv."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "BIG_"))}
+    env["PYTHONNOUSERSITE"] = "1"
+    env["MPLCONFIGDIR"] = env.get("MPLCONFIGDIR", "/tmp/mpl-big-tests")
+    env.update(extra)
+    return env
+
+
+def bundled_program(name: str, dest: Path) -> Path:
+    """A program folder as `big bundle` ships it (the package beside its entry point), via the builder."""
+    from big.codabench.bundle import copy_program
+
+    tables = REPO / "baselines" / "tables" if name == "scoring_program" else None
+    return copy_program(REPO / name, dest, baselines_tables=tables)

@@ -22,19 +22,9 @@ from big.codabench.worker import RunLocalOptions, run_local
 from big.errors import UsageError
 from big.reference import Reference
 from big.submission import write_submission
-from conftest import REPO, SHARED_DATA, needs_genuine
+from conftest import SHARED_DATA, image_python, needs_genuine
 
 ORG = {"organizer": "Test Organizers (Uni X)", "contact_email": "big@example.org"}
-
-
-def venv_python(name: str) -> Path:
-    py = REPO / f".venv-{name}" / "bin" / "python"
-    if not py.exists():
-        msg = f"{py} is missing: run `make venvs`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return py
 
 
 def fast_scoring(folder: Path, n_boot: int = 20, report: bool = True) -> None:
@@ -258,7 +248,7 @@ def test_run_local_rejects_other_resolution(results_bundle, tmp_path):
 @pytest.mark.slow
 def test_results_bundle_runs_in_py312_image_venv(results_bundle, tmp_path):
     """The bundled scoring program alone (project not installed) under the py312 image's pins."""
-    py = venv_python("py312")
+    py = image_python("py312")
     res = results_bundle
     sub = write_submission(tmp_path / "s.zip", predictions_for(res.folder / "final" / "reference_data"), 64)
     r = run_local(RunLocalOptions(bundle=res.folder, submission=sub, phase="test", work_dir=tmp_path / "run",
@@ -272,7 +262,7 @@ def test_results_bundle_runs_in_py312_image_venv(results_bundle, tmp_path):
 @pytest.mark.slow
 def test_code_bundle_runs_in_gpu310_image_venv(mixed_bundle, tmp_path):
     """Ingestion and scoring programs of the code-track bundle under the gpu310 image's pins."""
-    py = venv_python("gpu310")
+    py = image_python("gpu310")
     res = mixed_bundle
     sub = tmp_path / "code.zip"
     with zipfile.ZipFile(sub, "w") as zf:

@@ -8,49 +8,19 @@ PyYAML 6.0.1, torch 2.3.1). Under CI=true a missing venv fails the test instead 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from big import registry
 from big.submission import write_submission
-from conftest import REPO, labels_of, oracle_predictions
+from conftest import bundled_program, image_env, image_python, labels_of, oracle_predictions
 
 IMAGES = {
     "py312": {"python": "3.12", "numpy": "1.26.4", "pandas": "2.2.3", "matplotlib": "3.8.4", "yaml": "6.0.2"},
     "gpu310": {"python": "3.10", "numpy": "1.26.4", "pandas": "2.2.2", "matplotlib": "3.9.0", "yaml": "6.0.1"},
 }
-
-
-def image_python(name: str) -> Path:
-    py = REPO / f".venv-{name}" / "bin" / "python"
-    if not py.exists():
-        msg = f"{py} is missing: run `make venvs`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return py
-
-
-def clean_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
-    env["PYTHONNOUSERSITE"] = "1"
-    return env
-
-
-def assemble_scoring_program(dest: Path) -> Path:
-    """The program folder as the bundle ships it: scoring_program/ plus the big package beside it."""
-    from big.codabench.bundle import copy_package
-
-    shutil.copytree(REPO / "scoring_program", dest)
-    copy_package(dest)
-    tables = REPO / "baselines" / "tables"
-    if tables.is_dir():
-        shutil.copytree(tables, dest / "baselines" / "tables")
-    return dest
 
 
 @pytest.mark.codabench_env
@@ -59,12 +29,12 @@ def test_image_pins(image):
     py = image_python(image)
     code = ("import sys, numpy, pandas, matplotlib, yaml; print(sys.version_info[:2], numpy.__version__, "
             "pandas.__version__, matplotlib.__version__, yaml.__version__)")
-    out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, env=clean_env()).stdout
+    out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, env=image_env()).stdout
     want = IMAGES[image]
     major, minor = want["python"].split(".")
     assert out.split(")")[0] == f"({major}, {minor}"
     assert out.split(")")[1].split() == [want["numpy"], want["pandas"], want["matplotlib"], want["yaml"]]
-    proc = subprocess.run([str(py), "-c", "import big"], capture_output=True, text=True, env=clean_env(), cwd="/")
+    proc = subprocess.run([str(py), "-c", "import big"], capture_output=True, text=True, env=image_env(), cwd="/")
     assert proc.returncode != 0, "the project must not be installed in the image venv"
 
 
@@ -72,7 +42,7 @@ def test_image_pins(image):
 @pytest.mark.parametrize("image", sorted(IMAGES))
 def test_scoring_program_in_image(image, synth_ref, tmp_path):
     py = image_python(image)
-    prog = assemble_scoring_program(tmp_path / "program")
+    prog = bundled_program("scoring_program", tmp_path / "program")
     inp = tmp_path / "input"
     inp.mkdir()
     shutil.copytree(synth_ref, inp / "ref")
@@ -80,7 +50,7 @@ def test_scoring_program_in_image(image, synth_ref, tmp_path):
     (prog / "config.yaml").write_text("resolutions: [28, 64]\nn_boot: 30\nseed: 0\nlevel: 0.95\nreport: true\n")
     out = tmp_path / "output"
     proc = subprocess.run([str(py), str(prog / "score.py"), str(inp), str(out)], capture_output=True, text=True,
-                          env=clean_env(), cwd=str(prog), timeout=600)
+                          env=image_env(), cwd=str(prog), timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "detailed results failed" not in proc.stderr, proc.stderr
     scores = json.loads((out / "scores.json").read_text())
@@ -90,7 +60,7 @@ def test_scoring_program_in_image(image, synth_ref, tmp_path):
     # a bad submission fails the same way in the image
     (inp / "res" / "pathmnist_64.csv").unlink()
     proc = subprocess.run([str(py), str(prog / "score.py"), str(inp), str(tmp_path / "out2")], capture_output=True,
-                          text=True, env=clean_env(), cwd=str(prog), timeout=600)
+                          text=True, env=image_env(), cwd=str(prog), timeout=600)
     assert proc.returncode == 1 and not (tmp_path / "out2" / "scores.json").exists()
     assert proc.stderr.strip().splitlines()[-1].startswith("Submission rejected: ")
     assert "pathmnist_64.csv" in proc.stderr and "Traceback" not in proc.stderr

@@ -78,8 +78,6 @@ def test_pages_exist_and_template_lints_after_filling(tmp_path):
 
 
 def test_timezone_offsets_warn(tmp_path):
-    import shutil
-
     doc = template()
     doc["phases"][0]["start"] = "PLACEHOLDER"
     text = yaml.safe_dump(doc, sort_keys=False).replace("PLACEHOLDER", "2026-12-01T00:00:00+02:00")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import subprocess
 import textwrap
@@ -15,34 +14,23 @@ import pytest
 
 from big import inputdata, registry, scoring
 
-from conftest import REPO
-
-PY310 = REPO / ".venv-gpu310" / "bin" / "python"
-
+from conftest import REPO, bundled_program, image_env, image_python
 
 @pytest.fixture(scope="module")
 def py310():
-    if not PY310.is_file():
-        msg = f"{PY310} is missing; build it with `make venvs`"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return PY310
+    return image_python("gpu310")
 
 
 @pytest.fixture(scope="module")
 def bundle_program(tmp_path_factory):
     """ingestion_program/ with big/ beside ingest.py, as `big bundle` lays it out."""
     dest = tmp_path_factory.mktemp("bundle") / "ingestion_program"
-    shutil.copytree(REPO / "ingestion_program", dest, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "big", dest / "big", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    bundled_program("ingestion_program", dest)
     return dest
 
 
 def _clean_env():
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    env["PYTHONUNBUFFERED"] = "1"  # as CodaBench sets it
-    return env
+    return image_env(PYTHONUNBUFFERED="1")  # as CodaBench sets it
 
 
 def _run(py, program_dir: Path, inp: Path, out: Path, sub: Path, cwd: Path):

@@ -1,7 +1,6 @@
 """The memory-mapped .npy cache, the row reader, the prefetching loader and on-device preprocessing."""
 import os
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -21,12 +21,9 @@ from big.mmpt import config, export, model as mmodel  # noqa: E402
 from big.mmpt import train as mtrain  # noqa: E402
 from big.reference import build_reference  # noqa: E402
 
-from conftest import REPO  # noqa: E402
+from conftest import REPO, image_python  # noqa: E402
 
 pytestmark = pytest.mark.torch
-GPU310 = REPO / ".venv-gpu310" / "bin" / "python"
-
-
 def save_checkpoint(cfg, path, *, fp16_round=False, seed=0):
     """A `big train`-format checkpoint of a randomly initialised MultiNet (BN statistics randomised)."""
     torch.manual_seed(seed)
@@ -118,10 +115,7 @@ def test_other_backbones_are_exported_with_a_docker_note(tmp_path):
 
 def test_exported_model_runs_in_the_gpu310_venv(tmp_path):
     """model.py with torch 2.3.1 on python 3.10 (the stock codalab-legacy:gpu310 image, minus CUDA)."""
-    if not GPU310.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{GPU310} is missing (make venvs)")
-        pytest.skip(f"{GPU310} is missing (make venvs)")
+    gpu310 = image_python("gpu310")
     cfg = config.resolve({"model": "resnet18", "img_size": 28, "datasets": ["chestmnist", "dermamnist"], "pretrained": False})
     net, pre = save_checkpoint(cfg, tmp_path / "ck.pt", fp16_round=True)
     out, _ = export.export(tmp_path / "ck.pt", tmp_path / "code.zip", log=lambda m: None)
@@ -134,7 +128,7 @@ def test_exported_model_runs_in_the_gpu310_venv(tmp_path):
         "assert sys.version_info[:2] == (3, 10) and torch.__version__.startswith('2.3')\n"
         "m = model.Model(); z = np.load(sys.argv[2])\n"
         "np.savez(sys.argv[3], **{k: m.predict(k, z[k]) for k in z.files})\n")
-    r = subprocess.run([str(GPU310), "-c", script, str(tmp_path / "prog"), str(tmp_path / "imgs.npz"),
+    r = subprocess.run([str(gpu310), "-c", script, str(tmp_path / "prog"), str(tmp_path / "imgs.npz"),
                         str(tmp_path / "out.npz")], capture_output=True, text=True, timeout=300,
                        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert r.returncode == 0, r.stderr

@@ -17,7 +17,7 @@ from big.errors import UsageError  # noqa: E402
 from big.mmpt import config, sampler  # noqa: E402
 from big.mmpt import train as mtrain  # noqa: E402
 
-from conftest import REPO, SHARED_DATA, needs_genuine  # noqa: E402
+from conftest import REPO, SHARED_DATA, image_python, needs_genuine  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -80,7 +80,7 @@ def test_only_the_sampled_head_changes(tiny_root, tmp_path):
 
 def test_resume_equals_uninterrupted(tiny_root, tmp_path):
     kw = dict(datasets=["breastmnist", "dermamnist", "chestmnist"], epochs=3, lr_scheduler="cosine", cosine_epochs=3)
-    full = mtrain.train(make_cfg(tiny_root, tmp_path / "full", **kw), log=None)
+    mtrain.train(make_cfg(tiny_root, tmp_path / "full", **kw), log=None)
     part = make_cfg(tiny_root, tmp_path / "part", **{**kw, "epochs": 1})
     mtrain.train(part, log=None)
     with pytest.raises(UsageError, match="already holds a run"):
@@ -203,11 +203,7 @@ def test_big_cli_does_not_import_torch():
 
 
 def test_without_torch_the_verbs_say_what_to_install(tmp_path):
-    py312 = REPO / ".venv-py312" / "bin" / "python"  # the scoring image: numpy etc., no torch
-    if not py312.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{py312} is missing (make venvs)")
-        pytest.skip(f"{py312} is missing (make venvs)")
+    py312 = image_python("py312")  # the scoring image: numpy etc., no torch
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(REPO)
     r = subprocess.run([str(py312), "-m", "big", "export", "--checkpoint", "x.pt", "--out", "y.zip"],

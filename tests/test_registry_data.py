@@ -4,8 +4,6 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -47,8 +45,8 @@ def test_scoring_path_does_not_import_medmnist_torch_or_pandas():
 
 
 def test_synthetic_layout_determinism_and_label_identity(tmp_path):
-    a = data.synthesize(tmp_path / "a", sizes=(28, 64), n_per_split=20, flags=["chestmnist", "pathmnist"], seed=1)
-    b = data.synthesize(tmp_path / "b", sizes=(28,), n_per_split=20, flags=["chestmnist", "pathmnist"], seed=1)
+    data.synthesize(tmp_path / "a", sizes=(28, 64), n_per_split=20, flags=["chestmnist", "pathmnist"], seed=1)
+    data.synthesize(tmp_path / "b", sizes=(28,), n_per_split=20, flags=["chestmnist", "pathmnist"], seed=1)
     for f in ("chestmnist", "pathmnist"):
         ds = registry.get(f)
         for size in (28, 64):

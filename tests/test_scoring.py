@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from big import cli, registry, scoring
+from big import cli, registry
 from big.submission import write_submission
 from conftest import REPO, labels_of, needs_genuine, oracle_predictions
 

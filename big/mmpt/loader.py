@@ -9,8 +9,7 @@ from __future__ import annotations
 import queue
 import threading
 import zipfile
-from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 

@@ -11,7 +11,6 @@ API: ``Model().predict(dataset, images)`` with images uint8 (B,S,S) or (B,S,S,3)
 (chestmnist).
 """
 import json
-import math
 from pathlib import Path
 
 import numpy as np
