@@ -8,52 +8,26 @@ bundle ships them. Under CI=true a missing venv fails instead of skipping.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from big import metrics, registry
 from big.submission import write_submission
-from conftest import REPO, labels_of, oracle_predictions
+from conftest import bundled_program, image_env, image_python, labels_of, oracle_predictions
 
 IMAGES = ("py312", "gpu310")
-
-
-def _python(image: str) -> Path:
-    py = REPO / f".venv-{image}" / "bin" / "python"
-    if not py.exists():
-        msg = f"{py} is missing: run `make venvs`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return py
-
-
-def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "BIG_"))}
-    env["PYTHONNOUSERSITE"] = "1"
-    env["MPLCONFIGDIR"] = env.get("MPLCONFIGDIR", "/tmp/mpl-big-tests")
-    return env
-
-
-def _program(dest: Path) -> Path:
-    shutil.copytree(REPO / "scoring_program", dest, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "big", dest / "big", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    shutil.copytree(REPO / "baselines" / "tables", dest / "baselines" / "tables")
-    return dest
 
 
 @pytest.mark.codabench_env
 @pytest.mark.slow
 @pytest.mark.parametrize("image", IMAGES)
 def test_full_report_in_image(image, synth_ref, tmp_path):
-    py = _python(image)
-    prog = _program(tmp_path / "program")
+    py = image_python(image)
+    prog = bundled_program("scoring_program", tmp_path / "program")
     (prog / "config.yaml").write_text("resolutions: [64]\nn_boot: 25\nseed: 1\nlevel: 0.95\nreport: true\n")
     inp = tmp_path / "input"
     inp.mkdir()
@@ -61,7 +35,7 @@ def test_full_report_in_image(image, synth_ref, tmp_path):
     write_submission(inp / "res", oracle_predictions(labels_of(synth_ref), noise=0.5, seed=4), 64)
     out = tmp_path / "output"
     proc = subprocess.run([str(py), str(prog / "score.py"), str(inp), str(out)], capture_output=True, text=True,
-                          env=_env(), cwd=str(prog), timeout=600)
+                          env=image_env(), cwd=str(prog), timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "failed" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     page = (out / "detailed_results.html").read_text(encoding="utf-8")
