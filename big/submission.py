@@ -19,6 +19,7 @@ import os
 import re
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -496,7 +497,13 @@ def _read(src: _Source, *, is_zip: bool, split: str, expected_n, resolutions, li
             collector.add("size", Problem(f"the file is {entry.size:,} bytes; at most {cap:,} bytes are accepted for "
                                           f"{n} rows x {ds.n_labels} scores", file=rel))
             continue
-        data = src.read(entry, cap)
+        try:
+            data = src.read(entry, cap)
+        except (RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error, OSError) as exc:
+            # encrypted members, unsupported compression, corrupt data, unreadable files
+            collector.add("unreadable", Problem(f"the file cannot be read ({exc}); rebuild the zip with plain "
+                                                "deflate compression and no password", file=rel))
+            continue
         if len(data) > cap:
             collector.add("size", Problem(f"the file exceeds {cap:,} bytes for {n} rows x {ds.n_labels} scores",
                                           file=rel))

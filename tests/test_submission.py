@@ -242,3 +242,24 @@ def test_ingestion_failure_becomes_the_reason(tmp_path):
     assert exc.value.summary.startswith("code submission failed:")
     (res / "ingestion_status.json").write_text(json.dumps({"track": "code", "status": "ok"}))
     assert read_submission(res, split="test", expected_n=EXPECTED).size == 28
+
+
+def test_corrupt_or_unsupported_members_are_reported(tmp_path):
+    path = make_zip(tmp_path / "s.zip", files_for(preds()))
+    raw = bytearray(path.read_bytes())
+    name = b"pathmnist_28.csv"
+    at = raw.index(name) + len(name)  # first local header's data follows its name (no extra field)
+    raw[at + 20:at + 40] = b"\xff" * 20  # corrupt the deflate stream
+    path.write_bytes(bytes(raw))
+    msg = problems(path)
+    assert "pathmnist_28.csv: the file cannot be read" in msg
+    enc = make_zip(tmp_path / "e.zip", files_for(preds()))
+    raw = bytearray(enc.read_bytes())
+    for sig in (b"PK\x03\x04", b"PK\x01\x02"):  # set the 'encrypted' flag bit in every header
+        i = raw.find(sig)
+        while i >= 0:
+            off = i + (6 if sig == b"PK\x03\x04" else 8)
+            raw[off] |= 1
+            i = raw.find(sig, i + 4)
+    enc.write_bytes(bytes(raw))
+    assert "cannot be read" in problems(enc) and "no password" in problems(enc)
