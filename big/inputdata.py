@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -26,6 +25,7 @@ import numpy as np
 
 from . import __version__, data, registry
 from .errors import Problem, ReferenceDataError, SubmissionError
+from .fsutil import atomic_folder
 
 PathLike = Union[str, os.PathLike]
 MANIFEST = "manifest.json"
@@ -177,8 +177,7 @@ def write_input_data(data_root: PathLike, split: str, sizes: Sequence[int], out_
     if need > free:
         raise ReferenceDataError([Problem(f"needs {need / 1e9:.2f} GB for the images, only {free / 1e9:.2f} GB free",
                                           file=str(out.parent))])
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", suffix=".partial", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         manifest = {
             "format": FORMAT,
             "split": split,
@@ -202,17 +201,6 @@ def write_input_data(data_root: PathLike, split: str, sizes: Sequence[int], out_
                            "genuine": job["genuine"]},
             }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=out.name + ".", suffix=".old", dir=out.parent))
-            os.replace(out, old / "x")
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return out
 
 

@@ -14,8 +14,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
@@ -23,6 +21,7 @@ import numpy as np
 
 from . import __version__, data, registry
 from .errors import Problem, ReferenceDataError
+from .fsutil import atomic_folder
 
 PathLike = Union[str, os.PathLike]
 MANIFEST = "manifest.json"
@@ -155,10 +154,7 @@ def check_labels(flag: str, lab: np.ndarray, *, file: Optional[str] = None) -> L
 def write_reference(out: PathLike, split: str, labels: Dict[str, np.ndarray], sources: Dict[str, dict],
                     *, synthetic: bool) -> Path:
     """Write a reference folder atomically (a temp folder renamed into place)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         manifest = {
             "format": FORMAT,
             "split": split,
@@ -173,16 +169,6 @@ def write_reference(out: PathLike, split: str, labels: Dict[str, np.ndarray], so
             manifest["datasets"][flag] = {"n": int(lab.shape[0]), "labels_sha256": labels_sha256(lab),
                                           "source_files": sources.get(flag, {})}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-        if out.exists():
-            old = out.with_name(out.name + ".old")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return out
 
 

@@ -13,7 +13,6 @@ Only numpy, pyyaml and the standard library are imported before scores.json exis
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -26,6 +25,7 @@ import numpy as np
 
 from . import __version__, metrics, registry
 from .errors import BigError, Problem, ReferenceDataError, SubmissionError
+from .fsutil import write_json_atomic
 from .reference import Reference
 from .submission import Submission, read_submission
 
@@ -166,16 +166,6 @@ def build_details(sub: Submission, ref: Reference, per_dataset, scores, config: 
 # ---------------------------------------------------------------------------------------------
 # I/O
 # ---------------------------------------------------------------------------------------------
-
-def write_json_atomic(path: PathLike, obj) -> Path:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=1, allow_nan=False)
-        fh.write("\n")
-    os.replace(tmp, path)
-    return path
-
 
 def _failure_html(output: Path, title: str, lines: List[str], summary: str) -> None:
     import html
