@@ -20,7 +20,18 @@ Wall times depend on what else runs on the machine, so the script also reports t
 seconds per stage and the wall time they imply on idle cores (CPU seconds / --jobs), and the load
 average after each run.
 
+Measured 2026-11-25 on the 2-core workplace machine while other jobs ran (load average 4.6-7):
+
+* without bootstrap, 100 submissions: median wall 101.5 s over 3 runs (82.0 / 101.5 / 134.3 s);
+  a 4th run 67.0 s. Worker CPU per submission: reading 391-400 ms (74 %), metrics 135-142 ms
+  (26 %), i.e. about 27 s on 2 idle cores. Output writing 0.1 s.
+* with bootstrap B=1000: 10 submissions 172 s wall (-> 28.7 min for 100 extrapolated); all 100
+  measured: 1368 s = 22.8 min wall. CPU per submission 8.8-9.1 s bootstrap + 0.55 s read and
+  metrics, i.e. about 7.8-8.1 min for 100 on 2 idle cores.
+* peak RSS: main process 190 MB, largest worker 250 MB.
+
     .venv/bin/python benchmarks/bench_leaderboard.py                    # 100 subs, B=1000 on 10
+    .venv/bin/python benchmarks/bench_leaderboard.py --boot-subs 100 --repeats 1   # B=1000 on all
     .venv/bin/python benchmarks/bench_leaderboard.py --n-subs 20 --boot-subs 2 --bootstrap 200
 """
 from __future__ import annotations
