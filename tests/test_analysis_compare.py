@@ -6,7 +6,6 @@ import io
 import json
 import math
 
-import numpy as np
 import pytest
 
 from conftest import labels_of, needs_genuine, oracle_predictions

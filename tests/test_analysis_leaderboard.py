@@ -213,6 +213,7 @@ def test_parallel_matches_serial(folder, board_run, synth_ref, tmp_path):
     a = json.loads((out1 / "leaderboard.json").read_text())
     b = json.loads((tmp_path / "par" / "leaderboard.json").read_text())
     assert a["boards"] == b["boards"] and a["skipped"] == b["skipped"]
+    assert [e.name for e in par.entries] == [e.name for e in serial.entries]
 
 
 def test_cli(folder, synth_ref, tmp_path, capsys):

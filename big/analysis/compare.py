@@ -289,7 +289,6 @@ def score_path(path: PathLike, reference, *, name: Optional[str] = None, n_boot:
 def difference_rows(results: Sequence[Result]) -> List[dict]:
     """One row per metric and dataset (then the mean): each result's value and each result's
     difference to the first one (the reference for the comparison)."""
-    first = results[0]
     rows = []
     for m in METRICS:
         for flag in list(registry.flags()) + [MEAN_ROW]:

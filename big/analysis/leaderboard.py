@@ -23,7 +23,6 @@ import datetime as _dt
 import html
 import io
 import json
-import math
 import os
 import re
 import time
