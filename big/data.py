@@ -30,12 +30,30 @@ def npz_path(root: PathLike, flag: str, size: int) -> Path:
     return Path(root) / registry.get(flag).file_name(size)
 
 
-def md5sum(path: PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.md5()
+def file_digest(path: PathLike, algorithm: str = "md5", chunk: int = 1 << 20) -> str:
+    h = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def md5sum(path: PathLike) -> str:
+    return file_digest(path, "md5")
+
+
+def check_source_md5(path: Path, ds: Dataset, size: int, *, allow_synthetic: bool):
+    """(md5, genuine, problem): problem is set when the file is not the genuine MedMNIST+ file and
+    synthetic data is not allowed."""
+    md5 = md5sum(path)
+    genuine = md5 == ds.md5(size)
+    problem = None
+    if not genuine and not allow_synthetic:
+        from .errors import Problem
+
+        problem = Problem(f"MD5 {md5} differs from medmnist INFO {ds.md5(size)}: not the genuine MedMNIST+ file "
+                          "(pass --allow-synthetic for synthetic data)", file=path.name)
+    return md5, genuine, problem
 
 
 def read_array(path: PathLike, key: str) -> np.ndarray:

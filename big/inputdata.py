@@ -73,11 +73,9 @@ def _plan(root: Path, split: str, sizes: Sequence[int], flags: Sequence[str], al
                 continue
             if progress:
                 progress(f"checking {path.name}")
-            md5 = data.md5sum(path)
-            genuine = md5 == ds.md5(size)
-            if not genuine and not allow_synthetic:
-                problems.append(Problem(f"MD5 {md5} differs from medmnist INFO {ds.md5(size)}: not the genuine "
-                                        "MedMNIST+ file (pass --allow-synthetic for synthetic data)", file=path.name))
+            md5, genuine, problem = data.check_source_md5(path, ds, size, allow_synthetic=allow_synthetic)
+            if problem:
+                problems.append(problem)
                 continue
             synthetic |= not genuine
             member = f"{split}_images.npy"
@@ -256,12 +254,8 @@ def open_images(folder: PathLike, flag: str, size: int) -> np.ndarray:
     return arr
 
 
-def file_sha256(path: PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+def file_sha256(path: PathLike) -> str:
+    return data.file_digest(path, "sha256")
 
 
 def verify_input_data(folder: PathLike, *, progress: Optional[Callable[[str], None]] = None) -> Dict[str, int]:

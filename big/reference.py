@@ -100,11 +100,9 @@ def collect_labels(data_root: PathLike, split: str, *, allow_synthetic: bool = F
         files = {}
         for size in sizes:
             path = root / ds.file_name(size)
-            md5 = data.md5sum(path)
-            genuine = md5 == ds.md5(size)
-            if not genuine and not allow_synthetic:
-                problems.append(Problem(f"MD5 {md5} differs from medmnist INFO {ds.md5(size)}: not the genuine "
-                                        "MedMNIST+ file (pass --allow-synthetic for synthetic data)", file=path.name))
+            md5, genuine, problem = data.check_source_md5(path, ds, size, allow_synthetic=allow_synthetic)
+            if problem:
+                problems.append(problem)
                 continue
             synthetic |= not genuine
             layout = data.check_layout(path, ds, size, splits=(split,))
