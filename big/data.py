@@ -72,12 +72,13 @@ def read_images(path: PathLike, split: str) -> np.ndarray:
     return read_array(path, f"{split}_images")
 
 
-def read_npy_header(fh) -> Tuple[Tuple[int, ...], np.dtype]:
-    """(shape, dtype) from an open .npy stream, leaving it at the start of the data."""
+def read_npy_header(fh, *, with_order: bool = False):
+    """(shape, dtype) — or (shape, fortran_order, dtype) with ``with_order`` — from an open .npy
+    stream, leaving it at the start of the data."""
     major, _ = np.lib.format.read_magic(fh)
     reader = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-    shape, _fortran, dtype = reader(fh)
-    return tuple(shape), dtype
+    shape, fortran, dtype = reader(fh)
+    return (tuple(shape), bool(fortran), dtype) if with_order else (tuple(shape), dtype)
 
 
 def check_layout(path: PathLike, ds: Dataset, size: int, *, splits: Sequence[str] = SPLITS) -> List[str]:
@@ -311,11 +312,14 @@ def _member_name(zf: zipfile.ZipFile, npz: Path, key: str) -> str:
     return name
 
 
-def convert_member(npz: PathLike, key: str, dest: PathLike, *, chunk_bytes: int = CACHE_CHUNK_BYTES) -> Path:
+def convert_member(npz: PathLike, key: str, dest: PathLike, *, chunk_bytes: int = CACHE_CHUNK_BYTES,
+                   digest=None) -> Path:
     """Stream one npz member into the .npy file ``dest`` (atomic: ``dest.partial`` then rename).
 
     Memory stays at about ``chunk_bytes``: rows are read from the decompressing zip stream straight
     into a short-lived memory map of the destination window, which is flushed and unmapped per chunk.
+    ``digest`` (a hashlib object), when given, is fed the bytes of the written file as they go.
+    A member shorter or longer than its header says raises ValueError.
     """
     npz, dest = Path(npz), Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -328,6 +332,9 @@ def convert_member(npz: PathLike, key: str, dest: PathLike, *, chunk_bytes: int 
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
             offset = out.offset
             del out  # the file now exists with its header and full length; fill it window by window
+            if digest is not None:
+                with open(tmp, "rb") as head:
+                    digest.update(head.read(offset))
             n = shape[0] if shape else 1
             row_shape = tuple(shape[1:])
             row_bytes = int(np.prod(row_shape, dtype=np.int64)) * dtype.itemsize if shape else dtype.itemsize
@@ -346,9 +353,13 @@ def convert_member(npz: PathLike, key: str, dest: PathLike, *, chunk_bytes: int 
                         raise ValueError(f"{npz}: member {key} ends after {start * row_bytes + got} data bytes, "
                                          f"its header promises {n * row_bytes}")
                     got += k
+                if digest is not None:
+                    digest.update(view)
                 del view
                 window.flush()
                 del window
+            if fh.read(1):
+                raise ValueError(f"{npz}: member {key} holds more bytes than its header's shape {shape}")
         os.replace(tmp, dest)
     finally:
         if tmp.exists():

@@ -49,7 +49,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Un
 
 import numpy as np
 
-from . import registry
+from . import data, registry
 from .errors import Problem, ReferenceDataError, SubmissionError
 from .inputdata import MANIFEST as INPUT_MANIFEST
 from .inputdata import file_name as npy_name
@@ -277,9 +277,7 @@ def locate_images(dirs: Sequence[Path], size: int) -> Tuple[Dict[str, Path], Lis
 
 def _npy_layout(path: Path) -> Tuple[Tuple[int, ...], np.dtype, int]:
     with open(path, "rb") as fh:
-        major, _ = np.lib.format.read_magic(fh)
-        reader = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = reader(fh)
+        shape, fortran, dtype = data.read_npy_header(fh, with_order=True)
         offset = fh.tell()
     if fortran:
         raise ReferenceDataError([Problem("Fortran-ordered array; expected C order", file=str(path))])

@@ -38,24 +38,6 @@ def file_name(flag: str, size: int) -> str:
     return f"{flag}_{int(size)}.npy"
 
 
-def _npy_header(fh) -> Tuple[Tuple[int, ...], bool, np.dtype]:
-    major, _ = np.lib.format.read_magic(fh)
-    reader = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-    shape, fortran, dtype = reader(fh)
-    return tuple(shape), bool(fortran), dtype
-
-
-def _read_into(fh, buf: memoryview) -> int:
-    """Fill ``buf`` from ``fh``; return the number of bytes read (less only at end of stream)."""
-    done = 0
-    while done < len(buf):
-        got = fh.readinto(buf[done:])
-        if not got:
-            break
-        done += got
-    return done
-
-
 def _plan(root: Path, split: str, sizes: Sequence[int], flags: Sequence[str], allow_synthetic: bool,
           progress) -> Tuple[List[dict], List[Problem], bool]:
     """Check every source file (existence, MD5, member header) before anything is written."""
@@ -86,7 +68,7 @@ def _plan(root: Path, split: str, sizes: Sequence[int], flags: Sequence[str], al
                                                 file=path.name))
                         continue
                     with zf.open(member) as fh:
-                        shape, fortran, dtype = _npy_header(fh)
+                        shape, fortran, dtype = data.read_npy_header(fh, with_order=True)
             except (zipfile.BadZipFile, ValueError, OSError) as exc:
                 problems.append(Problem(f"cannot read {member}: {exc}", file=path.name))
                 continue
@@ -106,40 +88,13 @@ def _plan(root: Path, split: str, sizes: Sequence[int], flags: Sequence[str], al
 
 
 def _copy_member(job: dict, target: Path, chunk_bytes: int) -> str:
-    """Stream one npz member into a .npy created by ``open_memmap``; return the sha256 of the file.
-
-    The file is filled window by window (a short-lived ``np.memmap`` of about ``chunk_bytes``, flushed
-    and unmapped before the next), so neither the decompressed array nor the written file's pages
-    accumulate in memory, whatever the array size.
-    """
-    shape = job["shape"]
-    mm = np.lib.format.open_memmap(target, mode="w+", dtype=np.uint8, shape=shape)
-    offset = mm.offset
-    del mm  # header written and file sized; fill it window by window
-    total = int(np.prod(shape, dtype=np.int64))
+    """Stream one npz member into ``target`` (``big.data.convert_member``: window by window, so memory
+    stays at about ``chunk_bytes`` whatever the array size); return the sha256 of the written file."""
     h = hashlib.sha256()
-    with open(target, "rb") as fh:
-        h.update(fh.read(offset))
-    step = max(1, int(chunk_bytes))
-    with zipfile.ZipFile(job["path"]) as zf, zf.open(job["member"]) as fh:
-        _npy_header(fh)
-        for a in range(0, total, step):
-            k = min(step, total - a)
-            window = np.memmap(target, dtype=np.uint8, mode="r+", offset=offset + a, shape=(k,))
-            view = memoryview(window)
-            try:
-                got = _read_into(fh, view)
-                if got != k:
-                    raise ReferenceDataError([Problem(f"{job['member']} is truncated: {a + got} of {total} "
-                                                      "image bytes", file=job["path"].name)])
-                h.update(view)
-                window.flush()
-            finally:
-                view.release()
-                del window
-        if fh.read(1):
-            raise ReferenceDataError([Problem(f"{job['member']} holds more bytes than its header's shape "
-                                              f"{shape}", file=job["path"].name)])
+    try:
+        data.convert_member(job["path"], job["member"][:-len(".npy")], target, chunk_bytes=chunk_bytes, digest=h)
+    except ValueError as exc:
+        raise ReferenceDataError([Problem(f"{job['member']} is damaged: {exc}", file=job["path"].name)]) from None
     return h.hexdigest()
 
 
