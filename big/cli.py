@@ -20,7 +20,8 @@ from .errors import BigError
 AREAS: List[str] = ["big.analysis.cli", "big.mmpt.cli", "big.codabench.cli", "big.ingestion_cli", "big.baselines"]
 
 
-def _sizes(text: str) -> List[int]:
+def sizes_arg(text: str) -> List[int]:
+    """argparse type for comma-separated MedMNIST+ sizes (shared by every area's verbs)."""
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
@@ -100,7 +101,7 @@ def _demo(args) -> int:
 def _register_core(sub) -> None:
     p = sub.add_parser("synth", help="write synthetic MedMNIST+ npz files (exact medmnist layout)")
     p.add_argument("--out", required=True, help="folder for the npz files")
-    p.add_argument("--sizes", type=_sizes, default=[28], help="comma-separated sizes (default 28)")
+    p.add_argument("--sizes", type=sizes_arg, default=[28], help="comma-separated sizes (default 28)")
     p.add_argument("--n-per-split", default="64", help="N, or train=N,val=N,test=N ('full' = real size)")
     p.add_argument("--flags", help="comma-separated dataset flags (default all 12)")
     p.add_argument("--seed", type=int, default=0)
@@ -121,7 +122,7 @@ def _register_core(sub) -> None:
     p.add_argument("--reference", required=True, help="reference folder (big build-reference)")
     p.add_argument("--output", required=True, help="output folder: scores.json, details.json, detailed_results.html")
     p.add_argument("--config", help="scoring config YAML (as scoring_program/config.yaml)")
-    p.add_argument("--resolutions", type=_sizes, help="accepted sizes (default all four)")
+    p.add_argument("--resolutions", type=sizes_arg, help="accepted sizes (default all four)")
     p.add_argument("--bootstrap", type=int, help="bootstrap replicates B (default 1000; 0 = none)")
     p.add_argument("--seed", type=int, help="bootstrap seed (default 0)")
     p.add_argument("--no-report", action="store_true", help="skip detailed_results.html and the plots")
@@ -131,7 +132,7 @@ def _register_core(sub) -> None:
     p.add_argument("submission")
     p.add_argument("--split", choices=["val", "test"], help="which split the predictions are for")
     p.add_argument("--reference", help="a reference folder (takes the sample counts from its manifest)")
-    p.add_argument("--resolutions", type=_sizes, help="accepted sizes (default all four)")
+    p.add_argument("--resolutions", type=sizes_arg, help="accepted sizes (default all four)")
     p.set_defaults(func=_validate)
 
     p = sub.add_parser("demo", help="the whole pipeline offline on synthetic data")

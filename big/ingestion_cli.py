@@ -6,12 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-
-
-def _sizes(text: str):
-    from .cli import _sizes as parse
-
-    return parse(text)
+from .cli import sizes_arg
 
 
 def _ingest(args) -> int:
@@ -99,7 +94,7 @@ def register(sub) -> None:
                                           "input_data, or /app/data on an organizer's own worker")
     p.add_argument("--data-root", help="folder with the MedMNIST+ npz files")
     p.add_argument("--split", choices=["train", "val", "test"])
-    p.add_argument("--sizes", type=_sizes, default=[28], help="comma-separated sizes (default 28)")
+    p.add_argument("--sizes", type=sizes_arg, default=[28], help="comma-separated sizes (default 28)")
     p.add_argument("--out", required=True, help="folder to write (replaced atomically)")
     p.add_argument("--allow-synthetic", action="store_true", help="accept files whose MD5 differs from medmnist INFO")
     p.add_argument("--verify", action="store_true", help="only check an existing folder against its manifest")

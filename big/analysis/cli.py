@@ -5,13 +5,7 @@ import argparse
 import os
 
 from ..errors import Problem, UsageError
-
-
-def _sizes(text: str):
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated sizes like 28,64, got {text!r}") from None
+from ..cli import sizes_arg
 
 
 def _level(text: str) -> float:
@@ -131,6 +125,6 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0, as the scorer)")
     p.add_argument("--level", type=_level, default=0.95, help="interval level (default 0.95)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
-    p.add_argument("--resolutions", type=_sizes, help="accepted sizes (default all four)")
+    p.add_argument("--resolutions", type=sizes_arg, help="accepted sizes (default all four)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_leaderboard)

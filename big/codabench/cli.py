@@ -6,12 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-
-
-def _sizes(text: str):
-    from ..cli import _sizes as parse
-
-    return parse(text)
+from ..cli import sizes_arg
 
 
 def _tracks(text: str):
@@ -65,9 +60,9 @@ def register(sub) -> None:
     p.add_argument("--out", default="big_bundle.zip", help="bundle zip to write")
     p.add_argument("--tracks", type=_tracks, default=["results", "code"],
                    help="results,code (code adds the ingestion program and input images)")
-    p.add_argument("--input-sizes", type=_sizes, default=None,
+    p.add_argument("--input-sizes", type=sizes_arg, default=None,
                    help="image sizes in input_data for code submissions (default 28,64 within --resolutions)")
-    p.add_argument("--resolutions", type=_sizes, default=None, help="accepted resolutions (default 28,64,128,224)")
+    p.add_argument("--resolutions", type=sizes_arg, default=None, help="accepted resolutions (default 28,64,128,224)")
     p.add_argument("--allow-synthetic", action="store_true", help="accept files whose MD5 differs (stamped SYNTHETIC)")
     p.add_argument("--download", action="store_true", help="fetch missing npz files (MD5-checked, progress shown)")
     p.add_argument("--organizer", help="organizer names for the About and Terms pages")
