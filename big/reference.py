@@ -81,6 +81,9 @@ def collect_labels(data_root: PathLike, split: str, *, allow_synthetic: bool = F
     """Labels of ``split`` for every dataset, checked across all sizes present. Returns
     (labels by flag, source description by flag, synthetic flag)."""
     root = Path(data_root)
+    if not root.is_dir():
+        raise ReferenceDataError([Problem(f"the data root {root} is not a folder; give the folder holding the "
+                                          "MedMNIST+ npz files (e.g. ~/.medmnist)")])
     problems: List[Problem] = []
     labels: Dict[str, np.ndarray] = {}
     sources: Dict[str, dict] = {}

@@ -270,7 +270,13 @@ def parse_prediction_csv(data: bytes, *, name: str, n: int, n_cols: int, flag: s
         if not body:
             col.add("rows", Problem(f"the file has a header but no rows; expected {n} rows", file=name))
             return None
-        col.add("rows", Problem(f"expected {n} rows (one per sample of the split), found {len(body)}", file=name))
+        hint = ""
+        if flag:
+            other = [sp for sp, k in registry.get(flag).n_samples.items() if k == len(body)]
+            if other:
+                hint = f" — {len(body)} is the size of the {other[0]} split: predictions for the wrong split?"
+        col.add("rows", Problem(f"expected {n} rows (one per sample of the split), found {len(body)}{hint}",
+                                file=name))
         if len(body) > 2 * n + 10:
             return None
     width = n_cols + 1

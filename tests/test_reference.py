@@ -85,3 +85,9 @@ def test_genuine_files_are_accepted_without_the_synthetic_stamp(mixed_root, tmp_
     assert man["datasets"]["breastmnist"]["n"] == 156
     lab = Reference(out).labels("pneumoniamnist")
     assert np.bincount(lab[:, 0]).tolist() == [234, 390]
+
+
+def test_missing_data_root_is_one_message(tmp_path, capsys):
+    assert cli.main(["build-reference", "--data-root", str(tmp_path / "nope"), "--split", "test",
+                     "--out", str(tmp_path / "r")]) == 2
+    assert "is not a folder" in capsys.readouterr().err

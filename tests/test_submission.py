@@ -263,3 +263,15 @@ def test_corrupt_or_unsupported_members_are_reported(tmp_path):
             i = raw.find(sig, i + 4)
     enc.write_bytes(bytes(raw))
     assert "cannot be read" in problems(enc) and "no password" in problems(enc)
+
+
+def test_wrong_split_is_named(tmp_path):
+    n_val = registry.get("breastmnist").n_samples["val"]
+    n_test = registry.get("breastmnist").n_samples["test"]
+    p = {d.flag: np.full((d.n_samples["val"], d.n_labels), 0.5) for d in registry.datasets()}
+    sub = write_submission(tmp_path / "val.zip", p, 28)
+    with pytest.raises(SubmissionError) as exc:
+        read_submission(sub, split="test")
+    msg = "\n".join(exc.value.report())
+    assert f"expected {n_test} rows (one per sample of the split), found {n_val} — {n_val} is the size of the val " \
+           "split: predictions for the wrong split?" in msg
