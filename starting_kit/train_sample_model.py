@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 SUBMISSION = HERE / "sample_code_submission"
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # the big package: beside this file in the kit, one up in the repo
 
-from big import registry  # noqa: E402
+from big import data, registry  # noqa: E402
 
 
 def load_model_module(folder: Path = SUBMISSION):
@@ -39,9 +39,7 @@ def load_model_module(folder: Path = SUBMISSION):
 def iter_rows(npz: Path, key: str, chunk_rows: int = 1024, limit: Optional[int] = None) -> Iterator[np.ndarray]:
     """Consecutive row chunks of one npz member, streamed from the (compressed) zip member."""
     with zipfile.ZipFile(npz) as zf, zf.open(key + ".npy") as fh:
-        major, _ = np.lib.format.read_magic(fh)
-        reader = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = reader(fh)
+        shape, fortran, dtype = data.read_npy_header(fh, with_order=True)
         if fortran:
             raise ValueError(f"{npz}:{key} is Fortran-ordered")
         n = shape[0] if limit is None else min(shape[0], limit)
