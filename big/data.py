@@ -378,11 +378,6 @@ def cached_member(npz: PathLike, key: str, cache_dir: PathLike, *, md5: Optional
     return dest
 
 
-def open_member(npz: PathLike, key: str, cache_dir: PathLike, **kw) -> np.ndarray:
-    """Read-only memory map of ``npz[key]`` through the cache."""
-    return np.load(cached_member(npz, key, cache_dir, **kw), mmap_mode="r")
-
-
 class RowReader:
     """Rows of a cached .npy read with ``os.pread`` into a fresh array (no mapping kept).
 

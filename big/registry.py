@@ -106,15 +106,6 @@ def medmnist_version() -> str:
     return _load()["medmnist_version"]
 
 
-def file_owner(file_name: str) -> Tuple[Dataset, int]:
-    """Map an npz file name (``breastmnist_64.npz``) to its dataset and size."""
-    for d in datasets():
-        for size, f in d.files.items():
-            if f["file"] == file_name:
-                return d, size
-    raise KeyError(file_name)
-
-
 # ---------------------------------------------------------------------------------------------
 # score keys = leaderboard columns (one table; competition.yaml is generated/checked from it)
 # ---------------------------------------------------------------------------------------------

@@ -109,7 +109,7 @@ def check_scores(scores: Dict[str, float]) -> None:
             raise AssertionError(f"score {k}={v!r} is not a finite number")
 
 
-def bootstrap_details(sub: Submission, ref: Reference, per_dataset, *, n_boot: int, seed: int, level: float) -> dict:
+def bootstrap_details(sub: Submission, ref: Reference, *, n_boot: int, seed: int, level: float) -> dict:
     """Per-dataset percentile intervals and the interval of the 12-dataset mean from the same replicates.
 
     Dataset i uses its own stream ``SeedSequence(seed).spawn(12)[i]``, so its interval does not
@@ -135,7 +135,7 @@ def bootstrap_details(sub: Submission, ref: Reference, per_dataset, *, n_boot: i
 
 def build_details(sub: Submission, ref: Reference, per_dataset, scores, config: ScoringConfig,
                   timing: Dict[str, float]) -> dict:
-    boot = bootstrap_details(sub, ref, per_dataset, n_boot=config.n_boot, seed=config.seed, level=config.level) \
+    boot = bootstrap_details(sub, ref, n_boot=config.n_boot, seed=config.seed, level=config.level) \
         if config.n_boot > 0 else {"datasets": {}, "mean_ci": {}}
     datasets = {}
     for ds in registry.datasets():

@@ -120,7 +120,6 @@ def write_submission(out: PathLike, predictions: Mapping[str, np.ndarray], size:
 class _Entry:
     name: str  # posix path relative to the submission root
     size: int
-    compressed: int = 0
     symlink: bool = False
 
 
@@ -157,10 +156,8 @@ class _ZipSource(_Source):
                                              file=self.label))
                 continue
             mode = info.external_attr >> 16
-            self.entries.append(_Entry(info.filename, info.file_size, info.compress_size,
-                                       symlink=stat.S_ISLNK(mode)))
+            self.entries.append(_Entry(info.filename, info.file_size, symlink=stat.S_ISLNK(mode)))
         self._info = {i.filename: i for i in infos}
-        self._limits = limits
 
     def read(self, entry: _Entry, limit: int) -> bytes:
         info = self._info[entry.name]
@@ -182,7 +179,7 @@ class _DirSource(_Source):
                 full = Path(dirpath) / name
                 rel = (rel_dir / name).as_posix()
                 st = full.lstat()
-                self.entries.append(_Entry(rel, st.st_size, st.st_size, symlink=stat.S_ISLNK(st.st_mode)))
+                self.entries.append(_Entry(rel, st.st_size, symlink=stat.S_ISLNK(st.st_mode)))
         self.entries.sort(key=lambda e: e.name)
 
     def read(self, entry: _Entry, limit: int) -> bytes:

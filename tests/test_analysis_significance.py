@@ -82,8 +82,7 @@ def test_seeded_and_same_streams_as_scorer(synth_ref, labels, tmp_path):
     sub = read_submission(write_submission(tmp_path / "a.zip", a, 28), split="test",
                           expected_n=Reference(synth_ref).expected_n)
     ref = Reference(synth_ref)
-    per = scoring.dataset_metrics(sub, ref)
-    boot = scoring.bootstrap_details(sub, ref, per, n_boot=60, seed=11, level=0.95)
+    boot = scoring.bootstrap_details(sub, ref, n_boot=60, seed=11, level=0.95)
     flat = {f: np.full_like(v, 0.5) for f, v in a.items()}  # AUC of a constant score is 0.5 on every resample
     r = sig.paired_bootstrap(labels, a, flat, n_boot=60, seed=11)
     for f in registry.flags():

@@ -106,7 +106,7 @@ def test_mean_interval_comes_from_the_same_replicates(synth_ref, tmp_path):
     sub_zip = write_submission(tmp_path / "s.zip", oracle_predictions(labels, noise=0.6, seed=1), 28)
     sub = read_submission(sub_zip, split=ref.split, expected_n=ref.expected_n)
     per = scoring.dataset_metrics(sub, ref)
-    det = scoring.bootstrap_details(sub, ref, per, n_boot=150, seed=4, level=0.9)
+    det = scoring.bootstrap_details(sub, ref, n_boot=150, seed=4, level=0.9)
     # recompute the replicates dataset by dataset with the documented per-dataset streams
     streams = np.random.SeedSequence(4).spawn(12)
     reps = {}
@@ -122,7 +122,7 @@ def test_mean_interval_comes_from_the_same_replicates(synth_ref, tmp_path):
         lo, hi = det["mean_ci"][m]
         assert lo <= np.mean([per[f][m] for f in per]) <= hi
     # same seed -> same details; another seed -> other intervals
-    again = scoring.bootstrap_details(sub, ref, per, n_boot=150, seed=4, level=0.9)
-    other = scoring.bootstrap_details(sub, ref, per, n_boot=150, seed=5, level=0.9)
+    again = scoring.bootstrap_details(sub, ref, n_boot=150, seed=4, level=0.9)
+    other = scoring.bootstrap_details(sub, ref, n_boot=150, seed=5, level=0.9)
     assert again == det
     assert other["mean_ci"] != det["mean_ci"]

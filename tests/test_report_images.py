@@ -50,8 +50,7 @@ def test_full_report_in_image(image, synth_ref, tmp_path):
 
     ref = Reference(inp / "ref")
     sub = read_submission(inp / "res", split=ref.split, expected_n=ref.expected_n)
-    per = scoring.dataset_metrics(sub, ref)
-    here = scoring.bootstrap_details(sub, ref, per, n_boot=25, seed=1, level=0.95)
+    here = scoring.bootstrap_details(sub, ref, n_boot=25, seed=1, level=0.95)
     for f in registry.flags():
         for m in metrics.METRIC_FUNCTIONS:
             assert np.allclose(details["datasets"][f]["ci"][m], here["datasets"][f]["ci"][m], rtol=0, atol=1e-12)

@@ -131,9 +131,6 @@ class Result:
                    ci=cis, n_boot=int(details.get("n_boot") or 0), seed=int(details.get("seed") or 0),
                    level=float(details.get("level") or 0.95))
 
-    def has_ci(self) -> bool:
-        return any(v is not None for v in self.mean_ci.values())
-
 
 def _interval(x) -> Interval:
     if isinstance(x, (list, tuple)) and len(x) == 2 and all(isinstance(v, (int, float)) for v in x):

@@ -41,8 +41,6 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 from ..errors import Problem, UsageError
 
 PathLike = Union[str, os.PathLike]
-LOG_NAMES = ("prediction_stdout", "prediction_stderr", "prediction_ingestion_stdout", "prediction_ingestion_stderr",
-             "scoring_stdout", "scoring_stderr")
 #: capabilities the worker drops (compute_worker.py)
 CAP_DROP = ("AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
             "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT")

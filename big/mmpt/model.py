@@ -129,6 +129,3 @@ def scores(flag: str, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits.float())
     return torch.softmax(logits.float(), dim=1)
 
-
-def head_parameters(net: MultiNet) -> Dict[str, Sequence[nn.Parameter]]:
-    return {f: list(h.parameters()) for f, h in net.heads.items()}
