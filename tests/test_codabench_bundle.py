@@ -78,7 +78,7 @@ def test_bundle_layout_and_zip_root(mixed_bundle):
     assert "competition.yaml" in names  # at the zip root, no wrapping folder
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     for need in ("logo.png", "pages/terms.md", "scoring_program/metadata.yaml", "scoring_program/big/registry.json",
-                 "ingestion_program/metadata.yaml", "ingestion_program/big/ingestion.py",
+                 "ingestion_program/metadata.yaml", "ingestion_program/big/ingestion/program.py",
                  "dev/reference_data/manifest.json", "final/reference_data/breastmnist.npy",
                  "dev/input_data/pathmnist_28.npy", "final/input_data/manifest.json",
                  "starting_kit/big/registry.json", "starting_kit/pyproject.toml", "starting_kit/README.md"):
