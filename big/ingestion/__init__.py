@@ -43,7 +43,8 @@ Modules, along the seams of a run:
 from .config import (DEFAULT_DATA_DIR, DEFAULT_INPUT_DATA, DEFAULT_OUTPUT, DEFAULT_PROGRAM,
                      IngestionConfig, load_config)
 from .images import check_images, image_dirs, iter_batches, iter_npz_batches, locate_images
-from .kind import MODEL_FILE, Classified, classify_submission, remove_copied_submission
+from ..kind import MODEL_FILE
+from .kind import Classified, classify_submission, remove_copied_submission
 from .local import predict_local, result_zip_from_model
 from .outputs import check_output, csv_header, csv_rows
 from .program import TRACK, main, run_ingestion, write_status

@@ -1,39 +1,35 @@
 """What kind of submission a folder holds (code, result or invalid), and the platform's copy of it."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
+from ..kind import CODE, RESULT, submission_kind
 from ..submission import INGESTION_STATUS, METADATA_NAMES
 from .config import PathLike
-
-MODEL_FILE = "model.py"
-IGNORED_NAMES = {"__MACOSX", ".DS_Store", "__pycache__"}
-
 
 @dataclass
 class Classified:
     kind: str  # "code", "result" or "invalid"
     model_path: Optional[Path] = None
     message: str = ""
+    ignored_model: Optional[str] = None  # a model.py beside a complete result submission
 
 
-def _visible(folder: Path) -> List[Path]:
-    return sorted(p for p in folder.iterdir() if p.name not in IGNORED_NAMES and not p.name.startswith("._"))
-
-
-def _listing(folder: Path, limit: int = 12) -> str:
-    files = [p.relative_to(folder).as_posix() for p in sorted(folder.rglob("*")) if p.is_file()
-             and not any(part in IGNORED_NAMES for part in p.relative_to(folder).parts)]
-    if not files:
-        return "nothing"
-    return ", ".join(files[:limit]) + (f", ... ({len(files)} files)" if len(files) > limit else "")
+def folder_files(root: Path) -> List[str]:
+    """Every file under ``root`` as a posix path relative to it (links are not followed)."""
+    out: List[str] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        rel = Path(dirpath).relative_to(root)
+        out.extend((rel / n).as_posix() for n in filenames)
+        out.extend((rel / d).as_posix() for d in dirnames if (Path(dirpath) / d).is_symlink())
+    return sorted(out)
 
 
 def classify_submission(program_dir: PathLike) -> Classified:
-    """A code submission (model.py at the root or in one wrapping folder), a result zip (CSV files,
-    no model.py), or something invalid (with the participant-facing reason)."""
+    """Code, result or invalid (with the participant-facing reason), by :func:`big.kind.submission_kind`."""
     root = Path(program_dir)
     if not root.is_dir():
         return Classified("invalid", message=f"the submission folder {root} does not exist; nothing was submitted")
@@ -44,22 +40,12 @@ def classify_submission(program_dir: PathLike) -> Classified:
             "instead of passing it to the ingestion program (and never copies its files to scoring). Remove "
             f"{present[0]!r}: a code submission holds model.py (+ weights), a result submission the "
             "{flag}_{size}.csv files"))
-    if (root / MODEL_FILE).is_file():
-        return Classified("code", model_path=root / MODEL_FILE)
-    visible = _visible(root)
-    if len(visible) == 1 and visible[0].is_dir() and (visible[0] / MODEL_FILE).is_file():
-        return Classified("code", model_path=visible[0] / MODEL_FILE)
-    if any(p.suffix.lower() == ".csv" for p in root.rglob("*") if p.is_file()):
-        return Classified("result")
-    deeper = sorted(p for p in root.rglob(MODEL_FILE) if p.is_file())
-    if deeper:
-        rel = deeper[0].relative_to(root).as_posix()
-        return Classified("invalid", message=(
-            f"model.py was found at {rel!r}; it must be at the zip root or inside one single wrapping folder "
-            f"(the zip holds: {_listing(root)})"))
-    return Classified("invalid", message=(
-        "the submission holds neither model.py (a code submission) nor {flag}_{size}.csv files (a result "
-        f"submission); the zip holds: {_listing(root)}"))
+    k = submission_kind(folder_files(root))
+    if k.kind == CODE:
+        return Classified("code", model_path=root / k.model)
+    if k.kind == RESULT:
+        return Classified("result", ignored_model=k.model)
+    return Classified("invalid", message=k.reason)
 
 
 def remove_copied_submission(program_dir: PathLike, output_dir: PathLike) -> List[str]:

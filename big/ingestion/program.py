@@ -62,7 +62,8 @@ def run_ingestion(input_data: PathLike = DEFAULT_INPUT_DATA, output: PathLike = 
     input_data = Path(os.path.abspath(input_data))
     sub = classify_submission(program)
     if sub.kind == "result":
-        log(f"result submission (no model.py in {program}): its files are already in the output; nothing to do")
+        note = f"; {sub.ignored_model} beside the 12 prediction files is ignored" if sub.ignored_model else ""
+        log(f"result submission: its files are already in the output; nothing to run{note}")
         return 0
     output.mkdir(parents=True, exist_ok=True)
     removed = remove_copied_submission(program, output)
