@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
+from .. import limits
 from ..errors import Problem, ReferenceDataError
 
 PathLike = Union[str, os.PathLike]
@@ -18,9 +19,11 @@ DEFAULT_DATA_DIR = "/app/data"
 
 @dataclass
 class IngestionConfig:
-    """``ingestion_program/config.yaml``; ``big bundle`` writes ``time_budget_s`` from the phase limit."""
+    """``ingestion_program/config.yaml``; ``big bundle`` writes ``time_budget_s`` and ``platform_cap_s``
+    (:mod:`big.limits`: the budget is the effective limit min(cap, execution_time_limit) minus a margin)."""
 
-    time_budget_s: float = 1080.0  # whole ingestion run, from the program's start
+    # whole ingestion run, from the program's start; default: CodaBench's default limit and cap (480 s)
+    time_budget_s: float = float(limits.time_budget(limits.effective_limit(None, limits.DEFAULT_QUEUE_CAP_S)))
     stop_margin_s: float = 15.0  # stop the model this long before the budget (CSV move + status)
     batch_size: int = 256  # images per predict() call unless the Model sets batch_size
     window_bytes: int = 64 << 20  # bytes of images mapped at once
@@ -28,6 +31,9 @@ class IngestionConfig:
     log_head_bytes: int = 200_000  # participant output echoed in full up to this many bytes
     log_tail_bytes: int = 20_000  # then only the last this many bytes
     progress_every_s: float = 10.0
+    # the platform's cap on every job, recorded by `big bundle` for `big lint` and `big run-local`
+    # (None: the organizer's own queue, no cap); not used by the ingestion program itself
+    platform_cap_s: Optional[float] = limits.DEFAULT_QUEUE_CAP_S
 
     @classmethod
     def from_mapping(cls, m: dict) -> "IngestionConfig":
@@ -42,6 +48,9 @@ class IngestionConfig:
             val = getattr(cfg, name)
             if isinstance(val, bool) or not isinstance(val, (int, float)) or not val > 0:
                 problems.append(Problem(f"{name} must be a positive number, found {val!r}"))
+        cap = cfg.platform_cap_s
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, float)) or not cap > 0):
+            problems.append(Problem(f"platform_cap_s must be a positive number or null (own queue), found {cap!r}"))
         for name in ("stop_margin_s", "log_head_bytes", "log_tail_bytes"):
             val = getattr(cfg, name)
             if isinstance(val, bool) or not isinstance(val, (int, float)) or val < 0:
