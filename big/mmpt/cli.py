@@ -1,4 +1,5 @@
-"""``big train``, ``big predict``, ``big export`` (mm-PT baselines). No torch import at import time."""
+"""``big train``, ``big predict``, ``big export``, ``big evaluate``, ``big recalibrate-bn`` (mm-PT baselines).
+No torch import at import time."""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,7 @@ def _need_torch() -> None:
     missing = [m for m in ("torch", "timm") if importlib.util.find_spec(m) is None]
     if missing:
         raise UsageError([f"{', '.join(missing)} not installed: `pip install -e \".[train]\"` (torch, torchvision, "
-                          f"timm) is needed for big train/predict/export"])
+                          f"timm) is needed for big train/predict/export/evaluate/recalibrate-bn"])
 
 
 def _train(args) -> int:
@@ -38,7 +39,7 @@ def _train(args) -> int:
 
     if os.environ.get("RANK", "0") != "0":
         return 0
-    print(f"done: {res['epochs']} epoch(s); best epoch {best['epoch']} (val criterion {best['val_loss']:.5f}); "
+    print(f"done: {res['epochs']} epoch(s); best epoch {best['epoch']} by {best['select_by']} ({best['value']:.5f}); "
           f"checkpoints, logs and plots in {res['output']}")
     return 0
 
@@ -58,6 +59,34 @@ def _export(args) -> int:
 
     export(args.checkpoint, args.out, dtype=args.dtype)
     return 0
+
+
+def _evaluate(args) -> int:
+    _need_torch()
+    from .evaluate import evaluate
+
+    evaluate(args.checkpoint, args.split, args.data_root, out=args.out, cache_dir=args.cache_dir, device=args.device,
+             batch_size=args.batch_size)
+    return 0
+
+
+def _recalibrate(args) -> int:
+    _need_torch()
+    from .evaluate import recalibrate_bn
+
+    recalibrate_bn(args.checkpoint, args.data_root, args.out, cache_dir=args.cache_dir, device=args.device,
+                   batch_size=args.batch_size)
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return v
 
 
 def register(sub) -> None:
@@ -84,7 +113,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="result submission (.zip, or a folder)")
     p.add_argument("--cache-dir", help="memory-mapped .npy cache (default DATA_ROOT/.npy_cache)")
     p.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=_positive_int, default=64)
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("export", help="a trained checkpoint as a code submission zip (model.py + weights)")
@@ -93,3 +122,27 @@ def register(sub) -> None:
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="stored weight precision")
     p.set_defaults(func=_export)
 
+    p = sub.add_parser("evaluate", help="per-dataset AUC, balanced accuracy, kappa of a checkpoint (subsets too)",
+                       description="Scores a checkpoint on the val or test split of the datasets it was trained on "
+                                   "(any subset of the 12) with the BIG metrics; prints a table, --out writes "
+                                   "evaluation.json and evaluation.md. For research; a submission needs big predict.")
+    p.add_argument("--checkpoint", required=True, help="a `big train` or `big recalibrate-bn` checkpoint")
+    p.add_argument("--split", required=True, choices=["val", "test"])
+    p.add_argument("--data-root", required=True, help="folder with the MedMNIST+ npz files (labels are read)")
+    p.add_argument("--out", help="folder for evaluation.json and evaluation.md")
+    p.add_argument("--cache-dir", help="memory-mapped .npy cache (default DATA_ROOT/.npy_cache)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("recalibrate-bn", help="re-estimate per-dataset BatchNorm statistics on training images",
+                       description="Runs each dataset's training images (no labels, no val/test) through the "
+                                   "trained backbone and stores one set of BatchNorm running statistics per dataset; "
+                                   "writes a bn_mode per_dataset checkpoint. Weights are unchanged.")
+    p.add_argument("--checkpoint", required=True, help="a trained checkpoint (bn_mode shared or per_dataset)")
+    p.add_argument("--data-root", required=True, help="folder with the MedMNIST+ npz files")
+    p.add_argument("--out", required=True, help="the per_dataset checkpoint to write")
+    p.add_argument("--cache-dir", help="memory-mapped .npy cache (default DATA_ROOT/.npy_cache)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
+    p.add_argument("--batch-size", type=_positive_int, help="images per forward pass (default: the run's batch_size)")
+    p.set_defaults(func=_recalibrate)

@@ -42,6 +42,9 @@ DEFAULTS: Dict[str, Any] = {
     "seed": 9930641,
     "deterministic": True,
     "sync_bn": True,                # DDP: SyncBatchNorm, so BN sees the global batch as one process would
+    "bn_mode": "shared",            # shared (thesis) | per_dataset: one set of BN running statistics per dataset
+    "select_by": "val_loss",        # best.pt and early stopping: val_loss (thesis) | mean_auc (mean val AUC)
+    "save_best": [],                # also keep best_{criterion}.pt for these criteria (e.g. [val_loss, mean_auc])
     "amp": False,                   # mixed precision (bf16 on CPU, fp16 + grad scaling on CUDA)
     "device": "auto",               # auto | cpu | cuda | cuda:N
     "threads": None,                # torch.set_num_threads (CPU)
@@ -58,11 +61,15 @@ _TYPES = {
     "native_resolution": bool, "data_root": str, "epochs": int, "early_stopping": int, "lr": float,
     "weight_decay": float, "eps": float, "lr_scheduler": str, "cosine_epochs": int, "lr_min": float,
     "batch_size": int, "eval_batch_size": int, "weighted_loss": bool, "seed": int,
-    "deterministic": bool, "sync_bn": bool, "amp": bool, "device": str, "train_metrics": bool, "progress": bool,
+    "deterministic": bool, "sync_bn": bool, "bn_mode": str, "select_by": str, "amp": bool, "device": str, "train_metrics": bool, "progress": bool,
     "prefetch": int, "plots": bool,
 }
 _OPTIONAL_INT = ("threads", "max_steps_per_epoch", "max_eval_batches")
 _OPTIONAL_STR = ("cache_dir", "output", "name")
+_LISTS = ("datasets", "save_best")  # --key a,b,c on the command line
+BN_MODES = ("shared", "per_dataset")
+#: model-selection criteria: the validation-log column and whether larger is better
+SELECT_BY = {"val_loss": ("val_loss", False), "mean_auc": ("mean_val_auc", True)}
 
 
 def load_yaml(path: os.PathLike) -> Dict[str, Any]:
@@ -112,7 +119,7 @@ def parse_overrides(tokens: Sequence[str]) -> Dict[str, Any]:
                 parsed = float(parsed) if any(c in parsed for c in ".eE") else int(parsed)
             except ValueError:
                 pass
-        if key == "datasets" and isinstance(parsed, str) and parsed != "all":
+        if key in _LISTS and isinstance(parsed, str) and parsed != "all":
             parsed = [s.strip() for s in parsed.split(",") if s.strip()]
         out[key] = parsed
     return out
@@ -157,13 +164,24 @@ def resolve(*layers: Mapping[str, Any], config_path: Optional[os.PathLike] = Non
                 continue
             cfg[key] = copy.deepcopy(value)
     for key in list(cfg):
-        if key in ("datasets", "betas"):
+        if key in ("datasets", "betas", "save_best"):
             continue
         cfg[key] = _check_type(key, cfg[key], problems)
     if cfg["img_size"] not in registry.SIZES:
         problems.append(f"setting img_size: expected one of {registry.SIZES}, found {cfg['img_size']}")
     if not cfg["native_resolution"] and cfg["pad_to"] < cfg["img_size"]:
         problems.append(f"setting pad_to ({cfg['pad_to']}) is smaller than img_size ({cfg['img_size']})")
+    if cfg["bn_mode"] not in BN_MODES:
+        problems.append(f"setting bn_mode: expected one of {', '.join(BN_MODES)}, found {cfg['bn_mode']!r}")
+    if cfg["select_by"] not in SELECT_BY:
+        problems.append(f"setting select_by: expected one of {', '.join(SELECT_BY)}, found {cfg['select_by']!r}")
+    keep = cfg["save_best"]
+    if keep is None or keep == "":
+        cfg["save_best"] = []
+    elif isinstance(keep, (list, tuple)) and all(k in SELECT_BY for k in keep):
+        cfg["save_best"] = [k for k in SELECT_BY if k in keep]
+    else:
+        problems.append(f"setting save_best: expected a list of {', '.join(SELECT_BY)}, found {keep!r}")
     if cfg["lr_scheduler"] not in ("cosine", "none"):
         problems.append(f"setting lr_scheduler: expected cosine or none, found {cfg['lr_scheduler']!r}")
     for key in ("batch_size", "eval_batch_size", "epochs", "cosine_epochs"):
@@ -193,6 +211,12 @@ def resolve(*layers: Mapping[str, Any], config_path: Optional[os.PathLike] = Non
     if cfg["cache_dir"] is None:
         cfg["cache_dir"] = str(Path(cfg["data_root"]) / ".npy_cache")
     return cfg
+
+
+def with_defaults(saved: Mapping[str, Any]) -> Dict[str, Any]:
+    """A config saved by an older version: settings it lacks take their defaults (which are the
+    behaviour that version had)."""
+    return {**copy.deepcopy(DEFAULTS), **dict(saved)}
 
 
 def load(path: Optional[os.PathLike] = None, overrides: Sequence[str] = ()) -> Dict[str, Any]:

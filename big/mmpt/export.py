@@ -76,6 +76,7 @@ def weights_npz(state: Mapping, dtype: str = "float16") -> bytes:
 
 
 def export(checkpoint: os.PathLike, out: os.PathLike, *, dtype: str = "float16", log=print) -> Tuple[Path, Dict]:
+    from .predict import require_all_datasets
     from .train import load_checkpoint
 
     if dtype not in ("float16", "float32"):
@@ -85,9 +86,7 @@ def export(checkpoint: os.PathLike, out: os.PathLike, *, dtype: str = "float16",
         raise UsageError([f"--out {out}: a code submission is a .zip file"])
     ckpt = load_checkpoint(checkpoint)
     cfg = ckpt["config"]
-    missing = [f for f in registry.flags() if f not in cfg["datasets"]]
-    if missing:
-        log(f"warning: the checkpoint has no head for {', '.join(missing)}; the submission will fail for them")
+    require_all_datasets(cfg, checkpoint)
     arch = plain_arch(cfg["model"], cfg.get("model_kwargs"))
     num_heads = _num_heads(cfg) if arch == "vit" else None
     mcfg = export_config(cfg, ckpt["norm"], arch=arch, num_heads=num_heads)

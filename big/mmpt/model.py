@@ -93,15 +93,36 @@ class MultiNet(nn.Module):
     """One shared backbone and ``heads[flag]`` = Linear(num_features, C_flag) with default init.
 
     Binary datasets get 2 outputs (softmax/CE), chestmnist 14 (sigmoid/BCE), as in the thesis.
+    ``bn_mode="per_dataset"``: the backbone's BatchNorm layers keep one set of running statistics
+    per dataset (``bn.DomainBatchNorm``); ``use_dataset(flag)`` picks the set, and ``forward``
+    calls it. Code that calls ``backbone`` directly (the training loop) calls it first.
     """
 
-    def __init__(self, backbone: nn.Module, flags: Iterable[str]):
+    def __init__(self, backbone: nn.Module, flags: Iterable[str], *, bn_mode: str = "shared", model_name: str = ""):
         super().__init__()
+        from . import bn
+        from .config import BN_MODES
+
+        flags = list(flags)
+        self.bn_mode = bn_mode
+        if bn_mode == "per_dataset":
+            bn.convert(backbone, flags, model_name=model_name or type(backbone).__name__)
+        elif bn_mode != "shared":
+            raise ValueError(f"bn_mode: expected one of {BN_MODES}, found {bn_mode!r}")
         self.backbone = backbone
+        self._domain_layers = bn.domain_layers(backbone)
         nf = int(backbone.num_features)
         self.heads = nn.ModuleDict({f: nn.Linear(nf, registry.get(f).n_labels) for f in flags})
 
+    def use_dataset(self, flag: str, *, sync: Optional[bool] = None) -> None:
+        """Normalise with ``flag``'s BatchNorm statistics (per_dataset; a no-op for shared)."""
+        if self._domain_layers:
+            from .bn import set_domain
+
+            set_domain(self._domain_layers, flag, sync=sync)
+
     def forward(self, x: torch.Tensor, flag: str) -> torch.Tensor:
+        self.use_dataset(flag)
         return self.heads[flag](self.backbone(x))
 
 
@@ -110,7 +131,7 @@ def build(cfg: Mapping, *, pretrained: Optional[bool] = None, ring: int = 2) -> 
 
     backbone = create_backbone(cfg["model"], pretrained=cfg["pretrained"] if pretrained is None else pretrained,
                                model_kwargs=cfg.get("model_kwargs"))
-    net = MultiNet(backbone, cfg["datasets"])
+    net = MultiNet(backbone, cfg["datasets"], bn_mode=cfg["bn_mode"], model_name=cfg["model"])
     mean, std = norm_stats(backbone)
     size, _ = pad_size(cfg)
     return net, Preprocess(mean, std, None if cfg["native_resolution"] else size, ring=ring)

@@ -15,8 +15,18 @@ from . import loader, model as mmodel
 from .train import load_checkpoint, pick_device
 
 
-def load_model(checkpoint: os.PathLike, device: Optional[str] = None):
-    ckpt = load_checkpoint(checkpoint)
+def require_all_datasets(cfg, checkpoint) -> None:
+    """A submission needs all 12 datasets: a subset checkpoint is refused, pointing to big evaluate."""
+    missing = [f for f in registry.flags() if f not in cfg["datasets"]]
+    if missing:
+        raise UsageError([f"the checkpoint has no head for {f}" for f in missing],
+                         summary=f"a submission needs all 12 datasets; {checkpoint} was trained on "
+                                 f"{len(cfg['datasets'])} ({', '.join(cfg['datasets'])}). For per-dataset metrics of "
+                                 f"a subset use: big evaluate --checkpoint {checkpoint} --split val|test --data-root DIR")
+
+
+def load_model(checkpoint: os.PathLike, device: Optional[str] = None, *, ckpt=None):
+    ckpt = load_checkpoint(checkpoint) if ckpt is None else ckpt
     cfg = dict(ckpt["config"])
     net, pre = mmodel.build(cfg, pretrained=False)
     net.load_state_dict(ckpt["model"])
@@ -41,11 +51,7 @@ def predict(checkpoint: os.PathLike, split: str, data_root: os.PathLike, out: os
             cache_dir: Optional[os.PathLike] = None, device: Optional[str] = None, batch_size: int = 64,
             log=print) -> Path:
     cfg, net, pre, dev = load_model(checkpoint, device)
-    missing = [f for f in registry.flags() if f not in cfg["datasets"]]
-    if missing:
-        raise UsageError([f"the checkpoint has no head for {f}" for f in missing],
-                         summary="a submission needs all 12 datasets; this checkpoint was trained on "
-                                 f"{len(cfg['datasets'])}")
+    require_all_datasets(cfg, checkpoint)
     cache = cache_dir or Path(data_root) / ".npy_cache"
     preds: Dict[str, np.ndarray] = {}
     for flag in registry.flags():

@@ -39,12 +39,12 @@ from .. import metrics as bigmetrics
 from .. import registry
 from ..errors import UsageError
 from . import config as mcfg
-from . import loader, model as mmodel, sampler
+from . import bn, loader, model as mmodel, sampler
 
 CKPT_FORMAT = "big-mmpt-1"
 #: settings that may differ between the interrupted run and ``--resume`` (they do not change results)
 RESUME_FREE = {"progress", "device", "threads", "prefetch", "plots", "data_root", "cache_dir", "output",
-               "epochs", "early_stopping", "name"}
+               "epochs", "early_stopping", "name", "save_best"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,7 +144,52 @@ def load_checkpoint(path: os.PathLike) -> Dict[str, Any]:
         raise UsageError([f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})"]) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
         raise UsageError([f"{path}: not a `big train` checkpoint (format {CKPT_FORMAT} expected)"])
+    ckpt["config"] = mcfg.with_defaults(ckpt["config"])
     return ckpt
+
+
+def select_best(history: List[Mapping[str, Any]], select_by: str) -> Optional[Dict[str, Any]]:
+    """The selected epoch of a run's validation log under a criterion (``config.SELECT_BY``).
+
+    The first epoch whose value is strictly better than every earlier one wins; an undefined
+    (NaN) value never beats a defined one, and the first epoch stands when none is defined.
+    """
+    key, larger = mcfg.SELECT_BY[select_by]
+    best = None
+    for row in history:
+        v = row.get(key)
+        v = float(v) if v is not None else math.nan
+        if best is None or (math.isfinite(v) and (not math.isfinite(best["value"])
+                                                  or (v > best["value"] if larger else v < best["value"]))):
+            best = {"select_by": select_by, "epoch": int(row["epoch"]), "value": v}
+    return best
+
+
+def train_step(net, backbone, pre, opt, scaler, cfg: Mapping, device: torch.device, flag: str, imgs: np.ndarray,
+               labs: np.ndarray, *, scale: float = 1.0, sync: Optional[bool] = None, after_backward=None):
+    """One mm-PT step on one dataset's batch: forward through ``backbone`` (the DDP wrapper under
+    torchrun) and the dataset's head, loss * ``scale``, backward, optimiser step. Returns the
+    unscaled loss and the logits (both attached to nothing that is kept)."""
+    x = pre(torch.from_numpy(imgs).to(device, non_blocking=True))
+    y = torch.from_numpy(labs).to(device, non_blocking=True)
+    net.use_dataset(flag, sync=sync)
+    with _autocast(cfg, device):
+        logits = net.heads[flag](backbone(x))
+    loss = mmodel.loss_fn(flag, logits, y)
+    total = loss * scale
+    if scaler:
+        scaler.scale(total).backward()
+    else:
+        total.backward()
+    if after_backward is not None:
+        after_backward(flag)
+    if scaler:
+        scaler.step(opt)
+        scaler.update()
+    else:
+        opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loss.detach(), logits.detach()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,6 +209,10 @@ class Trainer:
         seed_everything(self.cfg["seed"], -1)
         self.net, self.pre = mmodel.build(self.cfg)
         has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.net.modules())
+        self.sync_domains = self.dist.enabled and self.cfg["bn_mode"] == "per_dataset"
+        if self.sync_domains and not self.cfg["sync_bn"]:
+            raise UsageError(["bn_mode per_dataset under DDP synchronises BatchNorm across ranks (so every "
+                              "dataset's running statistics agree on all ranks); drop sync_bn false"])
         if self.dist.enabled and self.cfg["sync_bn"] and has_bn:
             if self.device.type == "cuda":
                 self.net.backbone = nn.SyncBatchNorm.convert_sync_batchnorm(self.net.backbone)
@@ -194,7 +243,7 @@ class Trainer:
         self.w_train = sampler.loss_weights(self.train_counts) if self.cfg["weighted_loss"] else ones
         self.w_val = sampler.loss_weights(self.val_counts) if self.cfg["weighted_loss"] else ones
         self.epoch = 0  # completed epochs
-        self.best = {"val_loss": math.inf, "epoch": None}
+        self.best: Dict[str, Any] = {"select_by": self.cfg["select_by"], "epoch": None, "value": math.nan}
         self.bad_epochs = 0
         self.history: List[Dict[str, Any]] = []
         self.stopped = None
@@ -206,7 +255,8 @@ class Trainer:
     # -- state -------------------------------------------------------------------------------
     def state(self) -> Dict[str, Any]:
         mean, std = self.pre.mean.flatten().tolist(), self.pre.std.flatten().tolist()
-        return {"format": CKPT_FORMAT, "config": self.cfg, "epoch": self.epoch, "model": self.net.state_dict(),
+        return {"format": CKPT_FORMAT, "config": self.cfg, "epoch": self.epoch, "selected_by": "last",
+                "model": self.net.state_dict(),
                 "optimizer": self.opt.state_dict(), "scaler": self.scaler.state_dict() if self.scaler else None,
                 "best": dict(self.best), "bad_epochs": self.bad_epochs, "history": self.history,
                 "stopped": self.stopped, "norm": {"mean": mean, "std": std}, "timm_version": _timm_version(),
@@ -218,14 +268,17 @@ class Trainer:
         if diff:
             raise UsageError([f"setting {k}: checkpoint has {old.get(k)!r}, this run {self.cfg[k]!r}" for k in diff],
                              summary="--resume needs the same training settings as the interrupted run")
+        if not ckpt.get("optimizer"):
+            raise UsageError([f"this checkpoint has no optimiser state ({ckpt.get('made_by', 'not written by big train')}"
+                              f"); resume from the run's last.pt"])
         self.net.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])
         if self.scaler and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         self.epoch = int(ckpt["epoch"])
-        self.best = dict(ckpt["best"])
-        self.bad_epochs = int(ckpt["bad_epochs"])
         self.history = list(ckpt["history"])
+        self.best = select_best(self.history, self.cfg["select_by"]) or self.best
+        self.bad_epochs = self.epoch - self.best["epoch"] if self.best["epoch"] else 0
         self.stopped = ckpt.get("stopped")
 
     # -- one epoch ---------------------------------------------------------------------------
@@ -265,36 +318,23 @@ class Trainer:
         bar = _bar(cfg, self.dist.main, len(local), f"epoch {epoch + 1}/{cfg['epochs']} train")
         feed = loader.Prefetcher(self.train_data, [(f, r) for f, r, _ in local], depth=cfg["prefetch"])
         for step, (flag, rows, imgs, labs) in enumerate(feed):
-            x = self.pre(torch.from_numpy(imgs).to(self.device, non_blocking=True))
-            y = torch.from_numpy(labs).to(self.device, non_blocking=True)
-            with _autocast(cfg, self.device):
-                logits = self.net.heads[flag](self.backbone(x))
-            loss = mmodel.loss_fn(flag, logits, y)
-            # global-batch mean: DDP averages over ranks, so scale each rank's mean by its share
+            # global-batch mean: DDP averages over ranks, so scale each rank's mean by its share;
+            # a replicated batch is the same on every rank: BatchNorm needs no synchronisation
             replicated = glob_n[step] < world
             share = 1.0 if replicated else len(rows) * world / glob_n[step]
-            total = loss * (self.w_train[flag] * share)
-            if self.scaler:
-                self.scaler.scale(total).backward()
-            else:
-                total.backward()
-            if self.dist.enabled:
-                self._all_reduce_head(flag)
-            if self.scaler:
-                self.scaler.step(self.opt)
-                self.scaler.update()
-            else:
-                self.opt.step()
-            self.opt.zero_grad(set_to_none=True)
+            loss, logits = train_step(self.net, self.backbone, self.pre, self.opt, self.scaler, cfg, self.device, flag,
+                                      imgs, labs, scale=self.w_train[flag] * share,
+                                      sync=(self.sync_domains and not replicated) if self.sync_domains else None,
+                                      after_backward=self._all_reduce_head if self.dist.enabled else None)
             # this rank's part of the global-batch mean loss (summed over ranks below)
-            loss_sum[flag] += float(loss.detach()) * (1.0 / world if replicated else len(rows) / glob_n[step])
+            loss_sum[flag] += float(loss) * (1.0 / world if replicated else len(rows) / glob_n[step])
             n_batches[flag] += 1
             if cfg["train_metrics"] and (rank == 0 or not replicated):
-                outs[flag].append(mmodel.scores(flag, logits.detach()).cpu().numpy())
+                outs[flag].append(mmodel.scores(flag, logits).cpu().numpy())
                 ys[flag].append(labs)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix_str(f"{flag} loss {float(loss.detach()):.4f}")
+                bar.set_postfix_str(f"{flag} loss {float(loss):.4f}")
         if bar is not None:
             bar.close()
         if self.dist.enabled:
@@ -310,6 +350,11 @@ class Trainer:
             crit_sum += self.w_train[f] * loss_sum[f]
         row: Dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "steps": len(plan),
                                "train_loss": crit_sum / max(1, len(plan))}
+        if self.sync_domains:  # every rank must hold the same per-dataset statistics
+            prints: List[Any] = [None] * world
+            dist.all_gather_object(prints, bn.stats_fingerprint(self.net))
+            spread = torch.stack(prints)
+            row["bn_stats_rank_diff"] = float((spread.max(dim=0).values - spread.min(dim=0).values).max())
         for f in sizes:
             row[f"{f}_train_loss"] = loss_sum[f] / n_batches[f] if n_batches[f] else float("nan")
             if cfg["train_metrics"]:
@@ -332,6 +377,7 @@ class Trainer:
         feed = loader.Prefetcher(splits, [plan[i] for i in mine], depth=cfg["prefetch"])
         for i, (flag, rows, imgs, labs) in zip(mine, feed):
             x = self.pre(torch.from_numpy(imgs).to(self.device))
+            self.net.use_dataset(flag)
             with _autocast(cfg, self.device):
                 logits = self.net.heads[flag](self.net.backbone(x))
             y = torch.from_numpy(labs).to(self.device)
@@ -408,21 +454,24 @@ class Trainer:
             row.update(self.evaluate(self.val_data, self.w_val, "val"))
             row["time_s"] = time.perf_counter() - t0
             self.epoch = e + 1
-            improved = row["val_loss"] < self.best["val_loss"]
-            if improved:
-                self.best = {"val_loss": row["val_loss"], "epoch": e + 1}
-                self.bad_epochs = 0
-            else:
-                self.bad_epochs += 1
-            row["best_epoch"] = self.best["epoch"]
             self.history.append(row)
+            bests = {c: select_best(self.history, c) for c in mcfg.SELECT_BY}
+            self.best = bests[cfg["select_by"]]
+            improved = self.best["epoch"] == e + 1
+            self.bad_epochs = e + 1 - self.best["epoch"]
+            row["best_epoch"] = self.best["epoch"]
+            for c, b in bests.items():
+                row[f"best_epoch_{c}"] = b["epoch"]
             if cfg["early_stopping"] and self.bad_epochs >= cfg["early_stopping"]:
-                self.stopped = f"early stopping: no improvement for {self.bad_epochs} epochs"
+                self.stopped = f"early stopping: no improvement of {cfg['select_by']} for {self.bad_epochs} epochs"
             if self.dist.main:
                 state = self.state()
                 _atomic_torch_save(state, last)  # written before stopping (thesis bug fixed)
                 if improved:
-                    _atomic_torch_save(state, self.out / "best.pt")
+                    _atomic_torch_save({**state, "selected_by": cfg["select_by"]}, self.out / "best.pt")
+                for c in cfg["save_best"]:
+                    if bests[c]["epoch"] == e + 1:
+                        _atomic_torch_save({**state, "selected_by": c, "best": bests[c]}, self.out / f"best_{c}.pt")
                 self.write_logs()
             if self.dist.enabled:
                 dist.barrier()
