@@ -1,4 +1,4 @@
-"""Verbs of the CodaBench area: ``big bundle``, ``big lint``, ``big run-local``.
+"""Verbs of the CodaBench area: ``big bundle``, ``big lint``, ``big run-local``, ``big image-env``.
 
 Imports nothing heavy at import time; each handler imports its module and returns an exit code.
 """
@@ -53,6 +53,34 @@ def _run_local(args) -> int:
     return 0 if res.status == "Finished" and not res.problems and not res.missing else 1
 
 
+def _image_env(args) -> int:
+    from .. import imageenv
+
+    if args.list:
+        for img in imageenv.IMAGES.values():
+            base = f" (FROM {img.base})" if img.base else ""
+            print(f"{img.name:<11} {img.ref}{base}: Python {img.python}; {', '.join(img.pins)}")
+            print(f"{'':<11} {img.purpose}"
+                  + (f"; not installed: {', '.join(img.not_installed)}" if img.not_installed else ""))
+        return 0
+    if not args.image:
+        from ..errors import UsageError
+
+        raise UsageError(["give an image (" + ", ".join(imageenv.names()) + ") or --list"])
+    if args.check:
+        env, problems = imageenv.inspect(args.image, args.venv)
+        if env is None:
+            for p in problems:
+                print(p, file=sys.stderr)
+            print(f"error: the venv does not match image {args.image}", file=sys.stderr)
+            return 1
+    else:
+        env = imageenv.ensure(args.image, args.venv, python=args.python, log=print)
+    print(f"{env.image.name} ({env.image.ref}): {env.describe()} [{env.action}]")
+    print(env.python)
+    return 0
+
+
 def register(sub) -> None:
     p = sub.add_parser("bundle", help="build the CodaBench competition bundle zip (then lint it)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -90,3 +118,12 @@ def register(sub) -> None:
     p.add_argument("--network-none", action="store_true", help="with --docker: no network in the containers")
     p.add_argument("--gpus", action="store_true", help="with --docker: pass all GPUs")
     p.set_defaults(func=_run_local)
+
+    p = sub.add_parser("image-env", help="create or find the virtualenv of a CodaBench docker image (its Python "
+                                         "and exact package pins); prints its interpreter last")
+    p.add_argument("image", nargs="?", help="py312, gpu310, big-gpu310 (docker/), or a docker image reference")
+    p.add_argument("--venv", help="virtualenv folder (default .venv-IMAGE beside the big package)")
+    p.add_argument("--python", help="interpreter of the image's Python version (default: pyenv's)")
+    p.add_argument("--check", action="store_true", help="only check an existing venv; change nothing")
+    p.add_argument("--list", action="store_true", help="list the images and their pins")
+    p.set_defaults(func=_image_env)
