@@ -251,7 +251,7 @@ FAULTS = {
     "out_of_range": ({"model.py": model_with("out = out * 20 - 3")}, ["outside [0, 1]", "not logits"]),
     "wrong_dtype": ({"model.py": model_with("out = out.astype(str)")}, ["dtype <U", "real numbers"]),
     "complex_dtype": ({"model.py": model_with("out = out.astype(complex)")}, ["dtype complex128"]),
-    "not_an_array": ({"model.py": model_with("out = out.tolist()")}, ["predict returned a builtins.list"]),
+    "not_an_array": ({"model.py": model_with("out = out.tolist()")}, ["predict returned a list", "np.asarray"]),
     "size_absent": ({"model.py": UNIFORM.replace("resolution = 28", "resolution = 64")},
                     ["resolution 64 is not available", "sizes present are 28"]),
     "process_killed": ({"model.py": model_with("import os, signal\nif dataset == 'chestmnist':\n"

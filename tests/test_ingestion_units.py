@@ -92,7 +92,7 @@ def test_iter_batches_memory_does_not_grow_with_file(tmp_path):
     (np.full((4, 9), 0.5, dtype=np.float16), None),
     (np.full((4, 8), 0.5), "shape (4, 8), expected (4, 9)"),
     (np.full((9, 4), 0.5), "transposed"),
-    (np.full((4, 9), 0.5).tolist(), "builtins.list"),
+    (np.full((4, 9), 0.5).tolist(), "returned a list"),
     (np.full((4, 9), True), "dtype bool"),
     (np.full((4, 9), "0.5"), "dtype <U3"),
     (np.full((4, 9), 0.5, dtype=object), "dtype object"),

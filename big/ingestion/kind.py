@@ -16,6 +16,7 @@ class Classified:
     model_path: Optional[Path] = None
     message: str = ""
     ignored_model: Optional[str] = None  # a model.py beside a complete result submission
+    folder: str = ""  # result submissions: "" or "name/", where the prediction files are
 
 
 def folder_files(root: Path) -> List[str]:
@@ -44,7 +45,7 @@ def classify_submission(program_dir: PathLike) -> Classified:
     if k.kind == CODE:
         return Classified("code", model_path=root / k.model)
     if k.kind == RESULT:
-        return Classified("result", ignored_model=k.model)
+        return Classified("result", ignored_model=k.model, folder=k.folder)
     return Classified("invalid", message=k.reason)
 
 
@@ -70,4 +71,26 @@ def remove_copied_submission(program_dir: PathLike, output_dir: PathLike) -> Lis
         dst = output / src.relative_to(program)
         if dst.is_dir() and not dst.is_symlink() and not any(dst.iterdir()):
             dst.rmdir()
+    return removed
+
+
+def drop_participant_status(output_dir: PathLike, folder: str = "") -> List[str]:
+    """Result submissions: delete an ``ingestion_status.json`` that came from the participant's zip
+    (at the output's root, or beside the predictions in ``folder``). Only the ingestion program writes
+    that file; the scorer would otherwise take a participant's file for the outcome of a code run.
+    Returns the removed paths."""
+    out = Path(output_dir)
+    removed: List[str] = []
+    folders = [""] + ([folder] if folder and not (out / folder.rstrip("/")).is_symlink() else [])
+    for rel in (f + INGESTION_STATUS for f in folders):
+        path = out / rel
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            import shutil
+
+            shutil.rmtree(path)
+        else:
+            continue
+        removed.append(rel)
     return removed

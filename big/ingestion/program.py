@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 from .. import registry
-from ..errors import ReferenceDataError
-from ..submission import INGESTION_STATUS, csv_name
+from ..errors import ReferenceDataError, SubmissionError
+from ..inputdata import read_manifest
+from ..submission import INGESTION_STATUS
 from .config import (DEFAULT_INPUT_DATA, DEFAULT_OUTPUT, DEFAULT_PROGRAM, IngestionConfig, PathLike,
                      load_config)
 from .images import image_dirs
-from .kind import classify_submission, remove_copied_submission
+from .kind import classify_submission, drop_participant_status, remove_copied_submission
 from .logs import CappedEcho, _cap
+from .results import clean_output, expected_counts, our_names, publish, read_back, snapshot
 from .supervisor import Progress, _exit_reason, _supervise
 
 TRACK = "code"
@@ -46,13 +48,25 @@ def _gpu_visible() -> str:
     return "no GPU visible (CPU only)"
 
 
+def _split_of(input_data: Path) -> str:
+    try:
+        split = (read_manifest(input_data) or {}).get("split")
+    except (ReferenceDataError, AttributeError):
+        split = None
+    return split if split in registry.SPLITS else "test"
+
+
 def run_ingestion(input_data: PathLike = DEFAULT_INPUT_DATA, output: PathLike = DEFAULT_OUTPUT,
                   program: PathLike = DEFAULT_PROGRAM, *, config: Optional[IngestionConfig] = None,
                   log: Optional[Callable[[str], None]] = None, err: Optional[Callable[[str], None]] = None,
                   t0: Optional[float] = None, python: Optional[str] = None) -> int:
     """Run one prediction job. Returns 0 when predictions (or a result zip) are in place, else 1.
 
-    The scorer learns the outcome from ``ingestion_status.json`` (never written for a result zip).
+    Code submissions: the output ends with exactly the 12 checked CSVs and ``ingestion_status.json``
+    (or the status alone), the status written last, after the model's whole process tree is gone.
+    Result submissions: nothing runs and nothing is written; an ``ingestion_status.json`` from the
+    participant's zip is removed (the scorer then reads the prediction files as a result submission).
+    OUTPUT should be a folder of its own: entries that appear in it during the run are removed.
     """
     t0 = time.monotonic() if t0 is None else t0
     cfg = config or IngestionConfig()
@@ -64,14 +78,19 @@ def run_ingestion(input_data: PathLike = DEFAULT_INPUT_DATA, output: PathLike = 
     if sub.kind == "result":
         note = f"; {sub.ignored_model} beside the 12 prediction files is ignored" if sub.ignored_model else ""
         log(f"result submission: its files are already in the output; nothing to run{note}")
+        dropped = drop_participant_status(output, sub.folder)
+        if dropped:
+            log(f"removed {', '.join(dropped)} from the output: only the ingestion program writes that file (for "
+                "code submissions); the scorer reads this submission's prediction files")
         return 0
     output.mkdir(parents=True, exist_ok=True)
     removed = remove_copied_submission(program, output)
     if removed:
         log(f"removed {len(removed)} copied submission file(s) from {output} (they stay in {program})")
+    before = snapshot(output)
     if sub.kind == "invalid":
         err(f"ERROR: {sub.message}")
-        write_status(output, "failed", sub.message)
+        _conclude(output, program, before, None, log, "failed", sub.message)
         return 1
     write_status(output, "failed", "the ingestion program stopped before it finished (killed, out of memory, or "
                                    "the platform's time limit); see the ingestion log")
@@ -81,29 +100,64 @@ def run_ingestion(input_data: PathLike = DEFAULT_INPUT_DATA, output: PathLike = 
     staging = Path(tempfile.mkdtemp(prefix="big-ingestion-"))
     try:
         prog = _supervise(sub.model_path, dirs, staging, cfg, t0, log, python or sys.executable)
-        return _finish(prog, staging, output, program, cfg, t0, log, err)
+        return _finish(prog, staging, output, program, before, dirs, _split_of(input_data), cfg, t0, log, err)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        reserved = output / "metadata"  # CodaBench fails a job whose output holds one (model code could write it)
-        if reserved.is_file() or reserved.is_symlink():
-            reserved.unlink()
-            log(f"removed {reserved}: the name is reserved by CodaBench")
 
 
-def _finish(prog: Progress, staging: Path, output: Path, program: Path, cfg: IngestionConfig, t0: float,
-            log, err) -> int:
+def _conclude(output: Path, program: Path, before: set, files: Optional[dict], log, status: str, message: str,
+              **fields) -> None:
+    """The end of every code run, after the model's tree is gone: remove what is not ours from the
+    output, place the checked CSVs (``files``), and write the status last."""
+    remove_copied_submission(program, output)  # again: the platform's copy may have run on meanwhile
+    size = fields.get("extra", {}).get("resolution") if files else None
+    removed, failed = clean_output(output, before, our_names(size))
+    if removed:
+        shown = ", ".join(removed[:10]) + (f", ... ({len(removed)} in all)" if len(removed) > 10 else "")
+        log(f"removed from the output what the model's code wrote there ({shown}): a code submission's output "
+            "holds only the 12 predictions and ingestion_status.json")
+    if failed:
+        log(f"WARNING: could not remove from the output: {', '.join(failed[:10])}")
+    if files:
+        publish(files, output)
+    write_status(output, status, message, **fields)
+
+
+def _finish(prog: Progress, staging: Path, output: Path, program: Path, before: set, dirs, split: str,
+            cfg: IngestionConfig, t0: float, log, err) -> int:
     elapsed = time.monotonic() - t0
-    echo: CappedEcho = prog.echo  # type: ignore[attr-defined]
+    echo: CappedEcho = prog.echo
     extra = {"resolution": prog.resolution, "elapsed_s": round(elapsed, 3), "images": prog.images_done,
              "datasets_done": list(prog.finished)}
-    if prog.timed_out:  # type: ignore[attr-defined]
-        done = list(prog.finished)
-        if prog.stage == "predict" and prog.dataset:
-            at = f"it was predicting {prog.dataset} (batch {prog.batch + 1} of {prog.batches})"
-        elif prog.stage == "predict":
-            at = "it was about to start predicting"
-        else:
-            at = "it was still loading (importing model.py or running Model())"
+    if prog.others_stopped:
+        log(f"stopped {prog.others_stopped} other process(es) the model had started")
+    if prog.survivors:
+        log(f"WARNING: {len(prog.survivors)} process(es) of the model could not be stopped: {prog.survivors[:10]}")
+
+    def fail(status: str, summary: str, details: str = "", dataset=None, batch=None) -> int:
+        err(f"ERROR: {summary}")
+        if details:
+            err(details)
+        message = summary + ("\n" + _cap(details, 8000) if details else "")
+        _conclude(output, program, before, None, log, status, message, dataset=dataset, batch=batch, extra=extra)
+        return 1
+
+    done = list(prog.finished)
+    done_note = f"{len(done)} of 12 datasets were done{' (' + ', '.join(done) + ')' if done else ''}"
+    if prog.dataset:
+        at = f"it was predicting {prog.dataset} (batch {prog.batch + 1} of {prog.batches})"
+    elif prog.stage == "predict":
+        at = ("it was about to start predicting" if not done else
+              f"it had finished {done[-1]} and was about to start the next dataset")
+    else:
+        at = "it was still loading (importing model.py or running Model())"
+    where = {"dataset": prog.dataset, "batch": (prog.batch + 1) if prog.dataset else None}
+    if prog.interrupted:
+        return fail("failed", f"the ingestion program received {prog.interrupted} after {elapsed:.0f} s and stopped "
+                    f"the model; {done_note} and {at}. No predictions were written. (A signal comes from the "
+                    "platform, from a user, or from the model's own code: a model must not signal other processes)",
+                    **where)
+    if prog.timed_out:
         est = ""
         seconds = prog.predict_seconds
         if prog.counts and prog.images_done and seconds > 0:
@@ -112,50 +166,50 @@ def _finish(prog: Progress, staging: Path, output: Path, program: Path, cfg: Ing
             est = (f" It predicted {prog.images_done:,} of {total:,} images at {rate:,.0f} images/s; the whole "
                    f"split would need about {total / rate:,.0f} s of prediction.")
         msg = (f"time budget exceeded: ingestion stopped the model after {elapsed:.0f} s (budget "
-               f"{cfg.time_budget_s:g} s, stopping {cfg.stop_margin_s:g} s early to finish cleanly); {len(done)} of 12 "
-               f"datasets were done{' (' + ', '.join(done) + ')' if done else ''} and {at}.{est} No predictions "
-               "were written. Use a smaller resolution, a larger batch, the GPU, or a faster model")
-        err(f"ERROR: {msg}")
-        where = {"dataset": prog.dataset, "batch": (prog.batch + 1) if prog.dataset else None}
-        write_status(output, "timeout", msg, **where, extra=extra)
-        return 1
+               f"{cfg.time_budget_s:g} s, stopping {cfg.stop_margin_s:g} s early to finish cleanly); {done_note} "
+               f"and {at}.{est} No predictions were written. Use a smaller resolution, a larger batch, the GPU, or a "
+               "faster model")
+        return fail("timeout", msg, **where)
+    if prog.violation:
+        return fail("failed", f"the model's code interfered with the ingestion program: its private message channel "
+                    f"(file descriptor {prog.channel_fd} of the model's process) carried {prog.violation}. A model "
+                    "must not write to, close or replace file descriptors it did not open", **where)
     outcome = prog.outcome
     if outcome is None or outcome.get("event") != "done":
-        where = {"dataset": None, "batch": None}
         if outcome is None:
-            tail = echo.last_lines()
-            if prog.dataset:
-                where = {"dataset": prog.dataset, "batch": prog.batch + 1}
+            tail = echo.last_lines() if echo else ""
             summary = (f"the model process {_exit_reason(prog.returncode)} while " +
                        (f"predicting {prog.dataset} (batch {prog.batch + 1} of {prog.batches})" if prog.dataset
                         else "loading the model" if prog.stage != "predict" else "preparing the predictions"))
+            if prog.channel_closed_early:
+                summary += (" (it had closed the ingestion program's message channel, file descriptor "
+                            f"{prog.channel_fd}: a model must not close file descriptors it did not open)")
             details = f"last output of the model:\n{tail}" if tail else ""
         else:
             summary, details = outcome["summary"], outcome.get("details") or ""
             where = {"dataset": outcome.get("dataset"), "batch": outcome.get("batch")}
-        err(f"ERROR: {summary}")
-        if details:
-            err(details)
-        message = summary + ("\n" + _cap(details, 8000) if details else "")
-        write_status(output, "failed", message, **where, extra=extra)
-        return 1
-    # success: move the CSVs in (after removing the copied submission again: the platform's copy may
-    # still have been running when we started)
-    remove_copied_submission(program, output)
-
+        return fail("failed", summary, details, **where)
+    # "done", after all twelve datasets: read the CSVs back with the scorer's reader before saying ok
     size = prog.resolution
-    for flag in registry.flags():
-        src = staging / "csv" / csv_name(flag, size)
-        tmp = output / f".{src.name}.partial"
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, output / src.name)
+    try:
+        counts = expected_counts(dirs, size)
+        files = read_back(staging / "csv", size, counts, split, staging / "checked")
+    except ReferenceDataError as exc:
+        return fail("failed", f"input data problem (organizer): {exc.summary}")
+    except SubmissionError as exc:
+        shown = "; ".join(str(p) for p in exc.problems[:5]) + (f"; ... ({len(exc.problems)} problems)"
+                                                               if len(exc.problems) > 5 else "")
+        return fail("failed", "the predictions did not pass the ingestion program's read-back check with the "
+                    f"scorer's reader: {shown}. The worker checks and writes every batch itself, so the model's code "
+                    "changed its files: a model must not write into the ingestion program's staging folder")
     total_n = prog.images_done
     model_s = sum(v["model_seconds"] for v in prog.finished.values())
     msg = (f"predicted {total_n:,} images of 12 datasets at {size} px in {elapsed:.1f} s "
            f"({total_n / max(1e-9, prog.predict_seconds):,.0f} images/s; predict() {model_s:.1f} s)")
     extra["model_seconds"] = round(model_s, 3)
     extra["loop_seconds"] = round(sum(v["seconds"] for v in prog.finished.values()), 3)
-    write_status(output, "ok", msg, extra=extra)
+    extra["elapsed_s"] = round(time.monotonic() - t0, 3)
+    _conclude(output, program, before, files, log, "ok", msg, extra=extra)
     log(msg)
     return 0
 
@@ -191,10 +245,28 @@ def main(argv: Optional[List[str]] = None, *, config_path: Optional[PathLike] = 
             print(line, file=sys.stderr)
         print(f"ingestion configuration error: {exc.summary}", file=sys.stderr)
         try:  # the scorer must still learn why no predictions arrived
-            if classify_submission(prog).kind != "result":
+            sub = classify_submission(prog)
+            if sub.kind == "result":
+                drop_participant_status(out, sub.folder)
+            else:
                 Path(out).mkdir(parents=True, exist_ok=True)
                 write_status(out, "failed", f"ingestion configuration error (organizer): {exc.summary}")
         except OSError:
             pass
         return 2
-    return run_ingestion(inp, out, prog, config=cfg, t0=t0)
+    try:
+        return run_ingestion(inp, out, prog, config=cfg, t0=t0)
+    except Exception as exc:  # noqa: BLE001 - a bug of ours or a broken platform folder: still a status
+        import traceback
+
+        traceback.print_exc()
+        msg = (f"internal error of the ingestion program (organizer: see its log): {type(exc).__name__}: "
+               f"{str(exc)[:500]}")
+        print(f"ERROR: {msg}", file=sys.stderr)
+        try:
+            if classify_submission(prog).kind != "result":
+                Path(out).mkdir(parents=True, exist_ok=True)
+                write_status(out, "failed", msg)
+        except Exception:  # noqa: BLE001
+            pass
+        return 1

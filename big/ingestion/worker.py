@@ -20,7 +20,8 @@ from ..errors import ReferenceDataError
 from ..submission import csv_name
 from .config import PathLike
 from .images import check_images, iter_batches, locate_images
-from .outputs import check_output, csv_header, csv_rows
+from .outputs import as_scores, csv_header, csv_rows
+from .protocol import MAX_DETAILS_CHARS, MAX_IMAGES, MAX_SUMMARY_CHARS, cap, show
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -44,8 +45,11 @@ def participant_traceback(exc: BaseException) -> str:
 
 
 def _exc_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    try:
+        text = str(exc).strip().splitlines()
+    except Exception:  # noqa: BLE001 - their exception's __str__
+        text = ["<the exception's message could not be printed>"]
+    return f"{type(exc).__name__}: {cap(text[0], 1000)}" if text else type(exc).__name__
 
 
 def load_model(model_path: PathLike):
@@ -84,7 +88,7 @@ def load_model(model_path: PathLike):
     resolution = getattr(model, "resolution", None)
     if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or int(resolution) not in registry.SIZES:
         raise ModelFailure(f"Model.resolution must be one of {', '.join(map(str, registry.SIZES))} (the image size "
-                           f"it wants); found {resolution!r}")
+                           f"it wants); found {show(resolution)}")
     return model
 
 
@@ -113,10 +117,10 @@ def run_predictions(model, images: Dict[str, Path], size: int, out_dir: Path, *,
                     raise ModelFailure(f"predict raised {_exc_line(exc)} ({where})", participant_traceback(exc),
                                        dataset=flag, batch=k) from None
                 t_model += time.perf_counter() - t1
-                problem = check_output(out, len(batch), ds.n_labels, flag)
+                scores, problem = as_scores(out, len(batch), ds.n_labels, flag)  # converted before any check
                 if problem:
                     raise ModelFailure(f"{where}: {problem}", dataset=flag, batch=k)
-                fh.write(csv_rows(out, start))
+                fh.write(csv_rows(scores, start))  # exactly the array that was checked
                 send(event="batch", dataset=flag, batch=k, done=start + len(batch))
         dt = time.perf_counter() - t0
         send(event="dataset_done", dataset=flag, n=n, seconds=dt, model_seconds=t_model)
@@ -161,8 +165,10 @@ def _worker_main(argv: Optional[List[str]] = None) -> int:
         size = int(model.resolution)
         batch_size = getattr(model, "batch_size", None) or job["batch_size"]
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ModelFailure(f"Model.batch_size must be a positive integer, found {batch_size!r}")
-        send(event="model", resolution=size, batch_size=int(batch_size), device=_device_note())
+            raise ModelFailure(f"Model.batch_size must be a positive integer, found {show(batch_size)}")
+        batch_size = min(int(batch_size), MAX_IMAGES)  # one batch holds at most a whole dataset anyway
+        note = _device_note()
+        send(event="model", resolution=size, batch_size=batch_size, device=cap(note, 300) if note else None)
         images, problems = locate_images([Path(d) for d in job["image_dirs"]], size)
         if problems:
             raise ModelFailure(problems[0].message)
@@ -174,12 +180,13 @@ def _worker_main(argv: Optional[List[str]] = None) -> int:
         send(event="done")
         return 0
     except ModelFailure as exc:
-        send(event="failed", summary=exc.summary, details=exc.details, dataset=exc.dataset, batch=exc.batch)
+        send(event="failed", summary=cap(exc.summary, MAX_SUMMARY_CHARS), details=cap(exc.details, MAX_DETAILS_CHARS),
+             dataset=exc.dataset, batch=exc.batch)
     except ReferenceDataError as exc:
-        send(event="error", summary=f"input data problem (organizer): {exc.summary}")
+        send(event="error", summary=cap(f"input data problem (organizer): {exc.summary}", MAX_SUMMARY_CHARS))
     except BaseException as exc:  # noqa: BLE001 - a bug of ours, or their code outside predict
-        send(event="failed", summary=f"unexpected error during {stage}: {_exc_line(exc)}",
-             details=participant_traceback(exc))
+        send(event="failed", summary=cap(f"unexpected error during {stage}: {_exc_line(exc)}", MAX_SUMMARY_CHARS),
+             details=cap(participant_traceback(exc), MAX_DETAILS_CHARS))
     finally:
         try:
             sys.stdout.flush()
@@ -192,6 +199,9 @@ def _worker_main(argv: Optional[List[str]] = None) -> int:
 def _worker_entry() -> None:
     """Process entry: run, flush, and leave at once (``os._exit``), so that threads or atexit
     handlers the participant's code left behind cannot keep the worker alive after its answer."""
+    from .reaper import die_with_parent
+
+    die_with_parent()  # if the model kills the supervisor, the worker goes with it
     try:
         rc = _worker_main()
     except BaseException:  # noqa: BLE001 - the message channel itself failed; say so on stderr
