@@ -10,15 +10,41 @@ from .cli import sizes_arg
 
 
 def _ingest(args) -> int:
-    from . import ingestion
-
     argv = [args.input_data, args.output, args.program]
     if args.data_dir is not None:
         argv += ["--data-dir", args.data_dir]
     if args.time_budget is not None:
         argv += ["--time-budget", str(args.time_budget)]
-    config = args.config or str(Path(__file__).resolve().parent.parent / "ingestion_program" / "config.yaml")
+    root = Path(__file__).resolve().parent.parent
+    config = args.config or str(root / "ingestion_program" / "config.yaml")
+    if args.image:
+        return _ingest_in_image(args, argv, config, root)
+    if args.venv:
+        from .errors import UsageError
+
+        raise UsageError(["--venv needs --image (the image whose venv it is)"])
+    from . import ingestion
+
     return ingestion.main(argv, config_path=config, t0=time.monotonic())
+
+
+def _ingest_in_image(args, argv, config: str, root: Path) -> int:
+    """The whole ingestion program run by the image venv's Python (the project not installed there):
+    ingestion_program/ingest.py beside the package, as the bundle ships it."""
+    import subprocess
+
+    from . import imageenv
+
+    env = imageenv.ensure(args.image, args.venv, log=print)
+    print(f"ingestion program runs with image {env.image.name} ({env.image.ref}): {env.python} — {env.describe()}",
+          flush=True)
+    script = root / "ingestion_program" / "ingest.py"
+    if script.is_file():
+        cmd = [str(env.python), str(script)]
+    else:  # an unpacked starting kit: the package alone
+        cmd = [str(env.python), "-c", f"import sys, time; sys.path.insert(0, {str(root)!r}); from big import ingestion; "
+                                      "sys.exit(ingestion.main(sys.argv[1:], t0=time.monotonic()))"]
+    return subprocess.call(cmd + [*argv, "--config", config], env=env.environ())
 
 
 def _input_data(args) -> int:
@@ -88,6 +114,9 @@ def register(sub) -> None:
     p.add_argument("--data-dir", help="fallback folder for images absent from INPUT_DATA (default /app/data)")
     p.add_argument("--config", help="ingestion config YAML (default ingestion_program/config.yaml)")
     p.add_argument("--time-budget", type=float, help="seconds for the whole run (overrides the config)")
+    p.add_argument("--image", help="run the ingestion program with this CodaBench image's Python and pins (py312, "
+                                   "gpu310, big-gpu310; `big image-env`), not this interpreter")
+    p.add_argument("--venv", help="with --image: the image's venv folder (default .venv-IMAGE)")
     p.set_defaults(func=_ingest)
 
     p = sub.add_parser("input-data", help="images-only {flag}_{size}.npy folder of one split: the bundle's "

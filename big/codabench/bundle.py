@@ -111,16 +111,15 @@ import zipfile  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from typing import Dict, Sequence, Tuple  # noqa: E402
 
-from .. import registry  # noqa: E402
+from .. import limits, registry  # noqa: E402
 from ..errors import Problem, ReferenceDataError, UsageError  # noqa: E402
+from . import dates  # noqa: E402
 
 TRACKS = ("results", "code")
 IMAGE_CODE = "codalab/codalab-legacy:gpu310"
 IMAGE_RESULTS = "codalab/codalab-legacy:py312"
-#: seconds kept back from execution_time_limit for the ingestion program's own budget: container
-#: start, imports (torch ~10-20 s), model loading, writing the CSVs and the status file
-TIME_MARGIN_MIN_S = 120
-TIME_MARGIN_FRACTION = 0.10
+#: the ingestion program's budget for an effective limit (big.limits: one rule everywhere)
+time_budget = limits.time_budget
 PAGE_DIR = "pages"
 #: organizer fields in the pages and competition.yaml; `big lint` reports any left unfilled
 FIELD_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -151,13 +150,6 @@ TASK_TEXT = {
 }
 
 
-def time_budget(execution_time_limit: int) -> int:
-    """The ingestion program's budget: the phase limit minus max(120 s, 10 %)."""
-    limit = int(execution_time_limit)
-    margin = max(TIME_MARGIN_MIN_S, int(round(TIME_MARGIN_FRACTION * limit)))
-    return max(limit - margin, 1)
-
-
 def _px(sizes: Sequence[int]) -> str:
     sizes = sorted(int(s) for s in sizes)
     return ", ".join(str(s) for s in sizes[:-1]) + (" and " if len(sizes) > 1 else "") + f"{sizes[-1]} px"
@@ -179,23 +171,42 @@ def datasets_table() -> str:
     return "\n".join(lines)
 
 
-def limits_text(phases: Sequence[dict], tracks: Sequence[str] = TRACKS, queue: Optional[str] = None) -> str:
-    """The submission limits and time limits of the phases, as the competition.yaml sets them."""
+def limits_text(phases: Sequence[dict], tracks: Sequence[str] = TRACKS, queue: Optional[str] = None,
+                cap: Optional[int] = limits.DEFAULT_QUEUE_CAP_S) -> str:
+    """The pages' limits block: submission limits and the effective time limits (big.limits) of the
+    phases under ``cap`` (None: the organizer's own queue), with the ingestion budget for code."""
+    lim = limits.phase_limits(phases, cap)
+    by_name = {p.name: p for p in lim.phases}
     lines = []
-    for ph in phases:
+    for i, ph in enumerate(phases):
+        name = str(ph.get("name", f"phase {i}"))
         per_day, total = ph.get("max_submissions_per_day", 5), ph.get("max_submissions", 100)
-        limit = ph.get("execution_time_limit", 600)
-        lines.append(f"* **{ph.get('name')}**: {per_day or 'unlimited'} submissions per day, {total or 'unlimited'} "
-                     f"in total per participant; each job (prediction, then scoring) may run {limit} s.")
+        pl = by_name.get(name)
+        if pl is None:
+            time_text = "its time limit is set in competition.yaml"
+        else:
+            time_text = f"each job (prediction, then scoring) may run **{pl.effective} s**"
+            if pl.capped:
+                time_text += f" (the phase asks for {pl.asked} s; the shared queue stops every job at {cap} s)"
+        lines.append(f"* **{name}**: {per_day or 'unlimited'} submissions per day, {total or 'unlimited'} in total "
+                     f"per participant; {time_text}.")
     lines.append("")
     lines.append("Failed submissions do not count against the daily limit.")
-    if "code" in tracks and phases:
-        limit = min(int(ph.get("execution_time_limit", 600)) for ph in phases)
-        lines.append(f"A code submission's ingestion stops itself after {time_budget(limit)} s (the time limit minus "
-                     f"max({TIME_MARGIN_MIN_S} s, {int(TIME_MARGIN_FRACTION * 100)}%) kept for starting the container "
-                     "and writing the results) and reports a timeout instead of being killed.")
-    if not queue:
-        lines.append(f"On codabench.org's shared queue jobs are also cut at the platform's cap (600-{1200} s).")
+    if queue:
+        lines.append("Jobs run on the organizers' own compute queue, which applies these time limits unchanged.")
+    elif cap is not None:
+        lines.append(f"Jobs run on CodaBench's shared queue, which stops every job at {cap} s: a job may run the "
+                     f"smaller of {cap} s and its phase's limit.")
+    if "code" in tracks and lim.phases:
+        lines.append(f"A code submission's ingestion stops the model after **{lim.budget} s** ({lim.effective} s minus "
+                     f"{limits.margin_rule()}, kept for starting the container and writing the results), below the "
+                     f"platform's {lim.effective} s limit, and the submission fails with a message saying how far the "
+                     "model got and how fast it was; the platform itself would only report \"Execution Time Limit "
+                     "exceeded\", or nothing.")
+    where = ("the queue (`--queue`: your own, no cap)" if queue else
+             f"the shared queue's cap ({cap} s, `big bundle --platform-cap`)" if cap is not None else "the queue")
+    lines.append(f"<!-- Organizers: `big bundle` computed these figures from execution_time_limit in competition.yaml "
+                 f"and {where}. Rebuild the bundle after changing the queue or a limit. -->")
     return "\n".join(lines) + "\n"
 
 
@@ -209,7 +220,8 @@ def _template_phases() -> List[dict]:
 def generated_blocks(*, resolutions: Sequence[int] = registry.SIZES, tracks: Sequence[str] = TRACKS,
                      input_sizes: Sequence[int] = (28, 64), synthetic: bool = False,
                      docker_image: Optional[str] = None, queue: Optional[str] = None,
-                     phases: Optional[Sequence[dict]] = None) -> Dict[str, str]:
+                     phases: Optional[Sequence[dict]] = None,
+                     cap: Optional[int] = limits.DEFAULT_QUEUE_CAP_S) -> Dict[str, str]:
     """The text of every ``<!-- BEGIN big:NAME -->`` block of the pages, from the bundle options."""
     resolutions = sorted(int(r) for r in resolutions)
     stamp = []
@@ -239,7 +251,7 @@ def generated_blocks(*, resolutions: Sequence[int] = registry.SIZES, tracks: Seq
                            "with `model.py` is not run.")
     return {"stamp": "\n\n".join(stamp) + "\n", "tracks": "\n".join(track_lines) + "\n",
             "datasets": datasets_table() + "\n",
-            "limits": limits_text(_template_phases() if phases is None else phases, tracks, queue)}
+            "limits": limits_text(_template_phases() if phases is None else phases, tracks, queue, cap)}
 
 
 def fill_blocks(text: str, blocks: Dict[str, str]) -> str:
@@ -283,25 +295,19 @@ def load_yaml(path: PathLike) -> dict:
 
 def parse_start(text: str) -> _dt.datetime:
     """``YYYY-MM-DD`` or ``YYYY-MM-DD HH:MM[:SS]`` in UTC (CodaBench ignores offsets)."""
-    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"):
-        try:
-            return _dt.datetime.strptime(text.strip(), fmt)
-        except ValueError:
-            continue
-    raise UsageError([Problem(f"--start {text!r}: expected YYYY-MM-DD or 'YYYY-MM-DD HH:MM:SS' (UTC)")])
+    parsed = dates.parse_utc(text)
+    if parsed is None:
+        raise UsageError([Problem(f"--start {text!r}: expected YYYY-MM-DD or 'YYYY-MM-DD HH:MM:SS' (UTC)")])
+    return parsed
 
 
-def _as_datetime(value) -> Optional[_dt.datetime]:
-    if isinstance(value, _dt.datetime):
-        return value.replace(tzinfo=None)
-    if isinstance(value, _dt.date):
-        return _dt.datetime(value.year, value.month, value.day)
-    if isinstance(value, str):
-        try:
-            return parse_start(value)
-        except UsageError:
-            return None
-    return None
+def _phase_date(value, where: str) -> _dt.datetime:
+    """The UTC instant an organizer wrote in the template (a YAML date-time keeps its time here)."""
+    when, how = dates.intended_datetime(value)
+    if when is None or (isinstance(value, str) and dates.parse_utc(value) is None):
+        raise UsageError([Problem(f"{where} is {value!r}: write the UTC time as 'YYYY-MM-DD HH:MM:SS' (quoted)",
+                                  file="competition.yaml")])
+    return when
 
 
 def render_competition(template: dict, *, tracks: Sequence[str], resolutions: Sequence[int], synthetic: bool,
@@ -314,7 +320,9 @@ def render_competition(template: dict, *, tracks: Sequence[str], resolutions: Se
     changes: List[str] = []
 
     def show(v) -> str:
-        return repr(v.strftime("%Y-%m-%d %H:%M:%S")) if isinstance(v, _dt.datetime) else repr(v)
+        if isinstance(v, _dt.datetime):
+            return f"{v.strftime('%Y-%m-%d %H:%M:%S')} (unquoted)"
+        return repr(v.isoformat()) + " (unquoted)" if isinstance(v, _dt.date) else repr(v)
 
     def setkey(container: dict, key: str, value, label: str) -> None:
         old = container.get(key, "<unset>")
@@ -351,20 +359,20 @@ def render_competition(template: dict, *, tracks: Sequence[str], resolutions: Se
                 if k in t:
                     changes.append(f"tasks[{t.get('index')}].{k}: removed (results track only)")
                     del t[k]
-    # phase dates: the first phase starts at --start and keeps its length; later phases shift along
+    # phase dates: the first phase starts at --start and keeps its length; later phases shift along.
+    # Every date is written as a quoted 'YYYY-MM-DD HH:MM:SS' UTC string: CodaBench cuts an unquoted
+    # YAML date-time to midnight (big.codabench.dates).
     phases = doc.get("phases") or []
+    delta = _dt.timedelta(0)
     if start is not None and phases:
-        first = _as_datetime(phases[0].get("start"))
-        if first is None:
-            raise UsageError([Problem("phases[0].start is not a date; cannot shift the phases", file="competition.yaml")])
-        delta = start - first
-        for i, ph in enumerate(phases):
-            for key in ("start", "end"):
-                if key in ph:
-                    old = _as_datetime(ph[key])
-                    if old is None:
-                        raise UsageError([Problem(f"phases[{i}].{key} is not a date", file="competition.yaml")])
-                    setkey(ph, key, old + delta, f"phases[{i}].{key}")
+        if "start" not in phases[0]:
+            raise UsageError([Problem("phases[0] has no start; cannot shift the phases", file="competition.yaml")])
+        delta = start - _phase_date(phases[0]["start"], "phases[0].start")
+    for i, ph in enumerate(phases):
+        for key in ("start", "end"):
+            if key in ph:
+                when = _phase_date(ph[key], f"phases[{i}].{key}")
+                setkey(ph, key, dates.format_utc(when + delta), f"phases[{i}].{key}")
     return doc, changes
 
 
@@ -444,6 +452,8 @@ class BundleOptions:
     start: Optional[str] = None
     docker_image: Optional[str] = None
     queue: Optional[str] = None
+    #: the default queue's cap on every job (big.limits); None: 600 s without a queue, none with one
+    platform_cap: Optional[int] = None
     keep_folder: Optional[PathLike] = None  # also leave the unzipped bundle here
     n_boot: Optional[int] = None  # bootstrap replicates of the scoring program (default: its config)
     repo: PathLike = REPO
@@ -487,6 +497,13 @@ def _check_options(o: BundleOptions) -> Tuple[List[str], List[int], List[int], O
     if o.queue is not None and not UUID_RE.match(o.queue):
         problems.append(Problem(f"--queue {o.queue!r}: expected the queue's vhost UUID as CodaBench shows it "
                                 "(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"))
+    if o.platform_cap is not None:
+        if o.queue is not None:
+            problems.append(Problem("--platform-cap is the cap of CodaBench's default queue; with --queue (your own "
+                                    "queue) CodaBench applies execution_time_limit unchanged: give one of the two"))
+        elif isinstance(o.platform_cap, bool) or not isinstance(o.platform_cap, int) or o.platform_cap <= 0:
+            problems.append(Problem(f"--platform-cap {o.platform_cap!r}: expected a number of seconds (CodaBench's "
+                                    f"code default is {limits.DEFAULT_QUEUE_CAP_S})"))
     if o.n_boot is not None and int(o.n_boot) < 0:
         problems.append(Problem(f"--n-boot {o.n_boot}: expected 0 (no intervals) or more replicates"))
     if o.docker_image is not None and (not o.docker_image.strip() or len(o.docker_image) > 128):
@@ -629,21 +646,23 @@ def build_bundle(options: BundleOptions, *, log: Callable[[str], None] = print) 
             template, tracks=tracks, resolutions=resolutions, synthetic=synthetic, docker_image=o.docker_image,
             queue=o.queue, start=start, contact_email=o.contact_email)
         changes += yaml_changes
+        cap = limits.default_cap(o.queue) if o.platform_cap is None else int(o.platform_cap)
+        lim = limits.phase_limits(doc.get("phases") or [], cap)
         if "code" in tracks:
             copy_program(repo / "ingestion_program", stage / "ingestion_program")
-            limits = [int(ph.get("execution_time_limit") or 600) for ph in doc.get("phases") or []]
-            limit = min(limits) if limits else 600
-            budget = time_budget(limit)
             changes += _rewrite_yaml_config(
-                stage / "ingestion_program" / "config.yaml", {"time_budget_s": budget},
-                f"# time_budget_s = execution_time_limit {limit} s minus max({TIME_MARGIN_MIN_S} s, "
-                f"{int(TIME_MARGIN_FRACTION * 100)}%) (big bundle)\n")
+                stage / "ingestion_program" / "config.yaml", {"time_budget_s": lim.budget, "platform_cap_s": cap},
+                f"# {lim.budget_comment()}\n")
+        for pl in lim.phases:
+            if pl.capped:
+                log(f"note: phase {pl.name!r} asks for {pl.asked} s; CodaBench's default queue runs its jobs for "
+                    f"{pl.effective} s (cap {cap} s; --queue for your own queue)")
         # starting kit, logo, pages
         assemble_starting_kit(stage / "starting_kit", repo=repo)
         shutil.copy2(repo / "logo.png", stage / "logo.png")
         blocks = generated_blocks(resolutions=resolutions, tracks=tracks, input_sizes=input_sizes,
                                   synthetic=synthetic, docker_image=doc.get("docker_image"), queue=o.queue,
-                                  phases=doc.get("phases") or [])
+                                  phases=doc.get("phases") or [], cap=cap)
         (stage / PAGE_DIR).mkdir()
         for page in sorted((repo / PAGE_DIR).glob("*.md")):
             text = fill_fields(fill_blocks(page.read_text(encoding="utf-8"), blocks), fields)

@@ -20,7 +20,8 @@ def _bundle(args) -> int:
         data_root=args.data_root, out=args.out, tracks=args.tracks, input_sizes=args.input_sizes,
         resolutions=args.resolutions or bundle.registry.SIZES, allow_synthetic=args.allow_synthetic,
         download=args.download, organizer=args.organizer, contact_email=args.contact_email, start=args.start,
-        docker_image=args.docker_image, queue=args.queue, keep_folder=args.keep_folder, n_boot=args.n_boot)
+        docker_image=args.docker_image, queue=args.queue, platform_cap=args.platform_cap, keep_folder=args.keep_folder,
+        n_boot=args.n_boot)
     res = bundle.build_bundle(opts, log=print)
     bundle.print_result(res)
     return 0
@@ -46,8 +47,9 @@ def _run_local(args) -> int:
     from . import worker
 
     opts = worker.RunLocalOptions(bundle=args.bundle, submission=args.submission, phase=args.phase,
-                                  work_dir=args.work_dir, python=args.python or sys.executable, docker=args.docker,
-                                  network=not args.network_none, gpu=args.gpus, time_limit=args.time_limit)
+                                  work_dir=args.work_dir, python=args.python, image=args.image, venv=args.venv,
+                                  docker=args.docker, network=not args.network_none, gpu=args.gpus,
+                                  time_limit=args.time_limit, data_dir=args.data_dir, past_limit=args.past_limit)
     res = worker.run_local(opts, log=print)
     worker.print_result(res)
     return 0 if res.status == "Finished" and not res.problems and not res.missing else 1
@@ -97,7 +99,10 @@ def register(sub) -> None:
     p.add_argument("--contact-email", help="contact e-mail (competition.yaml and pages)")
     p.add_argument("--start", help="UTC start of the Development phase, YYYY-MM-DD[ HH:MM:SS]; later dates shift along")
     p.add_argument("--docker-image", help="override docker_image (default gpu310 with the code track, else py312)")
-    p.add_argument("--queue", help="CodaBench queue vhost UUID (your own, e.g. GPU, worker)")
+    p.add_argument("--queue", help="CodaBench queue vhost UUID (your own, e.g. GPU, worker): no platform cap")
+    p.add_argument("--platform-cap", type=int, metavar="SECONDS",
+                   help="the default queue's cap on every job (default 600, CodaBench's code default; codabench.org "
+                        "has reported 1200); the ingestion budget and the pages use min(cap, execution_time_limit)")
     p.add_argument("--keep-folder", help="also keep the unzipped bundle in this folder")
     p.add_argument("--n-boot", type=int, help="bootstrap replicates of the scoring program (default: its config, 1000)")
     p.set_defaults(func=_bundle)
@@ -112,11 +117,19 @@ def register(sub) -> None:
     p.add_argument("--submission", required=True, help="submission zip (results or code)")
     p.add_argument("--phase", default="development", help="development, test, a phase name or index")
     p.add_argument("--work-dir", help="run folder to create (default a new temporary folder)")
+    p.add_argument("--image", help="run the programs with this image's Python and pins (py312, gpu310, big-gpu310; "
+                                   "`auto`: the bundle's docker_image), its venv made by `big image-env`")
+    p.add_argument("--venv", help="with --image: the image's venv folder (default .venv-IMAGE)")
     p.add_argument("--python", help="interpreter for `python3` in the programs' commands (default this one)")
-    p.add_argument("--time-limit", type=int, help="override the phase's execution_time_limit (seconds)")
+    p.add_argument("--time-limit", type=int, help="replace the phase's execution_time_limit (seconds; the platform "
+                                                  "cap still applies); the ingestion budget is lowered with it")
+    p.add_argument("--data-dir", help="the worker host's data folder, mounted at /app/data (default: an empty folder)")
+    p.add_argument("--past-limit", choices=["kill", "run-on"], default="kill",
+                   help="what the emulated worker does when a job reaches its limit; CodaBench does either")
     p.add_argument("--docker", action="store_true", help="run each job in the competition's docker_image")
     p.add_argument("--network-none", action="store_true", help="with --docker: no network in the containers")
-    p.add_argument("--gpus", action="store_true", help="with --docker: pass all GPUs")
+    p.add_argument("--gpus", action="store_true", help="pass the GPUs, as a worker started with USE_GPU=true "
+                                                       "(default: none, like codabench.org's default queue)")
     p.set_defaults(func=_run_local)
 
     p = sub.add_parser("image-env", help="create or find the virtualenv of a CodaBench docker image (its Python "

@@ -18,9 +18,10 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Dict, Iterable, List, Optional, Set, Union
+from typing import Dict, Iterable, List, Optional, Set, Tuple, Union
 
-from .. import registry
+from .. import limits, registry
+from . import dates
 
 PathLike = Union[str, os.PathLike]
 ERROR, WARNING = "error", "warning"
@@ -43,8 +44,6 @@ NO_TORCH_IMAGES = ("codalab/codalab-legacy:py37", "codalab/codalab-legacy:py39",
                    "codalab/codalab-legacy:py3")
 UPLOAD_QUOTA = 15e9  # DEFAULT_USER_QUOTA
 WORKER_CACHE = 10e9  # MAX_CACHE_DIR_SIZE_GB
-#: default-queue cap on codabench.org (issues #1422, #1842)
-SHARED_QUEUE_CAP_S = 1200
 
 
 @dataclass(frozen=True)
@@ -116,18 +115,28 @@ def _read_at_root(path: Path, name: str) -> Optional[bytes]:
             return None
 
 
-def _as_dt(value) -> Optional[_dt.datetime]:
-    if isinstance(value, _dt.datetime):
-        return value.replace(tzinfo=None)
-    if isinstance(value, _dt.date):
-        return _dt.datetime(value.year, value.month, value.day)
-    if isinstance(value, str):
-        for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"):
-            try:
-                return _dt.datetime.strptime(value.strip(), fmt)
-            except ValueError:
-                pass
-    return None
+def _phase_date(L: "_Lint", ph: dict, key: str, where: str) -> Optional[_dt.datetime]:
+    """The date CodaBench stores for ``ph[key]`` (its get_datetime), with a finding when that is not
+    what the organizer wrote, or when CodaBench cannot read it at all."""
+    value = ph[key]
+    try:
+        stored = dates.codabench_datetime(value)
+    except dates.DateError as exc:
+        L.err("phases", f"{where}.{key}", f"{exc}: the upload fails ('Unpacking the bundle failed'); write "
+                                          "'YYYY-MM-DD HH:MM:SS' (UTC, quoted)")
+        return None
+    written, how = dates.intended_datetime(value)
+    if written is not None and written != stored:
+        if isinstance(value, _dt.datetime):
+            why = "CodaBench reads an unquoted YAML date-time as a date and cuts it to midnight"
+        else:
+            why = "CodaBench replaces the UTC offset by UTC instead of converting it"
+        L.warn("phases", f"{where}.{key}", f"written as {written} UTC ({how}) but CodaBench stores {stored} UTC: {why}; "
+                                           f"write {key}: '{dates.format_utc(written)}' (quoted)")
+    elif isinstance(value, str) and not DATE_RE.match(value.strip()):
+        L.warn("phases", f"{where}.{key}", f"{value!r} is stored as {stored} UTC (dashed dates parse month-first, "
+                                           "offsets are dropped): write UTC as 'YYYY-MM-DD HH:MM:SS' (quoted)")
+    return stored
 
 
 def _is_int(v) -> bool:
@@ -301,7 +310,7 @@ def _check_tasks(L: _Lint, doc: dict) -> Dict[int, dict]:
     return by_index
 
 
-def _check_phases(L: _Lint, doc: dict, tasks: Dict[int, dict]) -> None:
+def _check_phases(L: _Lint, doc: dict, tasks: Dict[int, dict], cap: Optional[int]) -> None:
     phases = doc.get("phases")
     if "phases" in doc and (not isinstance(phases, list) or not phases):
         L.err("phases", "phases", "must be a non-empty list")
@@ -315,32 +324,23 @@ def _check_phases(L: _Lint, doc: dict, tasks: Dict[int, dict]) -> None:
         where = f"phases[{i}] ({ph.get('name', '?')})"
         if not isinstance(ph.get("name"), str) or not ph["name"].strip():
             L.err("phases", where, "needs a `name`")
-        for key in ("start", "end"):
-            if key in ph and isinstance(ph[key], str) and not DATE_RE.match(ph[key].strip()):
-                L.warn("phases", f"{where}.{key}", f"{ph[key]!r}: write UTC as YYYY-MM-DD HH:MM:SS (dashed dates "
-                                                   "parse month-first, offsets are ignored)")
-        for key in ("start", "end"):
-            v = ph.get(key)
-            if isinstance(v, _dt.datetime) and v.tzinfo is not None and v.utcoffset():
-                L.warn("phases", f"{where}.{key}", f"{v.isoformat()}: CodaBench drops the offset and reads the time "
-                                                   "as UTC; write the UTC time without an offset")
-        start = _as_dt(ph.get("start"))
-        end = _as_dt(ph.get("end")) if "end" in ph else None
-        if "start" not in ph or start is None:
-            L.err("phases", where, f"needs a `start` date, found {ph.get('start')!r}")
-        if "end" in ph and end is None:
-            L.err("phases", where, f"`end` is not a date: {ph.get('end')!r}")
+        # dates as CodaBench stores them (an unquoted YAML date-time is cut to midnight)
+        start = _phase_date(L, ph, "start", where) if "start" in ph else None
+        end = _phase_date(L, ph, "end", where) if "end" in ph else None
+        if "start" not in ph:
+            L.err("phases", where, "needs a `start` date")
         last = pos == len(order) - 1
         if not last and "end" not in ph:
             L.err("phases", where, "every phase but the last needs an `end`")
         if end is not None and end < _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None, microsecond=0):
             L.warn("phases", where, f"ended on {end} (UTC): move the dates (`big bundle --start`)")
         if start is not None and end is not None and end <= start:
-            L.err("phases", where, f"ends ({end}) before it starts ({start})")
+            L.err("phases", where, f"ends ({end}) before it starts ({start}), as CodaBench stores the dates")
         if prev_end is not None and start is not None:
             if start == prev_end:
-                L.err("phases", where, f"starts at the same instant the previous phase ({prev_name}) ends: "
-                                       "'Phases dates conflict'; start one second later")
+                L.err("phases", where, f"starts at the same instant the previous phase ({prev_name}) ends, as CodaBench "
+                                       f"stores the dates ({start} UTC): 'Phases dates conflict'; quote the dates and "
+                                       "start one second later")
             elif start < prev_end:
                 L.err("phases", where, f"starts ({start}) before the previous phase ({prev_name}) ends ({prev_end}): "
                                        "'Phases must be sequential'")
@@ -356,9 +356,10 @@ def _check_phases(L: _Lint, doc: dict, tasks: Dict[int, dict]) -> None:
             if key in ph:
                 L.warn("phases", where, f"`{key}` is ignored by the v2 unpacker")
         limit = ph.get("execution_time_limit")
-        if _is_int(limit) and limit > SHARED_QUEUE_CAP_S and not doc.get("queue"):
-            L.warn("phases", where, f"execution_time_limit {limit} s exceeds codabench.org's default-queue cap "
-                                    f"({SHARED_QUEUE_CAP_S} s); without a `queue` jobs are cut there")
+        if _is_int(limit) and cap is not None and limit > cap:
+            L.warn("phases", where, f"execution_time_limit {limit} s exceeds the default queue's cap ({cap} s): CodaBench "
+                                    f"runs this phase's jobs for min({cap}, {limit}) = {cap} s; set it to {cap} s, or use "
+                                    "your own `queue` (`big bundle --queue`), and rebuild")
         if ph.get("auto_migrate_to_this_phase") and pos == 0:
             L.err("phases", where, "auto_migrate_to_this_phase is not allowed on the first phase")
         pt = ph.get("tasks")
@@ -668,32 +669,88 @@ def _check_labels(L: _Lint, doc: dict, tasks: Dict[int, dict]) -> None:
                                                                     "this bundle is for testing only")
 
 
-def _check_big(L: _Lint, doc: dict, tasks: Dict[int, dict]) -> None:
+def _ingestion_configs(L: _Lint, tasks: Dict[int, dict]) -> Dict[int, Optional[dict]]:
+    """tasks[i] -> its ingestion program's config.yaml as a mapping (None: absent or unreadable)."""
     import yaml
 
-    limits = [p.get("execution_time_limit") for p in doc.get("phases") or [] if isinstance(p, dict)]
-    limits = [x for x in limits if _is_int(x)]
+    out: Dict[int, Optional[dict]] = {}
+    for idx, t in sorted(tasks.items()):
+        ref = t.get("ingestion_program")
+        if not isinstance(ref, str):
+            continue
+        cfg = L.root / ref / "config.yaml"
+        m = None
+        if cfg.is_file():
+            try:
+                m = yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}
+            except yaml.YAMLError:
+                m = None
+        out[idx] = m if isinstance(m, dict) else None
+    return out
+
+
+def resolve_cap(queue, recorded: Iterable) -> Tuple[Optional[int], Optional[Finding]]:
+    """The cap CodaBench applies to a bundle's jobs, from the competition's ``queue`` and the
+    ``platform_cap_s`` values `big bundle` recorded in its ingestion configs (none: CodaBench's
+    default rule). Returns (cap, a finding when the two disagree). Used by lint and run-local."""
+    values = set(recorded)
+    where = "ingestion_program/config.yaml"
+    if not values:
+        return limits.default_cap(queue), None
+    bad = [v for v in values if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0)]
+    if bad or len(values) > 1:
+        return limits.default_cap(queue), Finding(
+            ERROR, "big", where, f"platform_cap_s {', '.join(sorted(map(repr, values)))} must be one positive number "
+                                 "(or null for your own queue): rebuild with big bundle")
+    value = values.pop()
+    if queue and value is not None:
+        return None, Finding(WARNING, "big", where, f"platform_cap_s is {value:g} s but competition.yaml sets a queue "
+                                                    "(your own: no cap): rebuild with `big bundle --queue ...`")
+    if not queue and value is None:
+        return limits.DEFAULT_QUEUE_CAP_S, Finding(
+            WARNING, "big", where, "platform_cap_s is null (own queue) but competition.yaml sets no queue: CodaBench's "
+                                   f"default queue caps every job ({limits.DEFAULT_QUEUE_CAP_S} s in its code); rebuild")
+    return (None if value is None else int(value)), None
+
+
+def _platform_cap(L: _Lint, doc: dict, tasks: Dict[int, dict]) -> Optional[int]:
+    """The cap of this bundle's jobs (big.limits): what `big bundle` recorded, checked against the queue."""
+    recorded = [m["platform_cap_s"] for m in _ingestion_configs(L, tasks).values()
+                if m is not None and "platform_cap_s" in m]
+    cap, finding = resolve_cap(doc.get("queue"), recorded)
+    if finding is not None:
+        L.findings.append(finding)
+    return cap
+
+
+def _check_big(L: _Lint, doc: dict, tasks: Dict[int, dict], cap: Optional[int]) -> None:
+    lim = limits.phase_limits([p for p in doc.get("phases") or [] if isinstance(p, dict)], cap)
     has_ingestion = False
+    configs = _ingestion_configs(L, tasks)
     for idx, t in sorted(tasks.items()):
         ref = t.get("ingestion_program")
         if not isinstance(ref, str):
             continue
         has_ingestion = True
-        cfg = L.root / ref / "config.yaml"
-        if not cfg.is_file():
+        where = f"tasks[{idx}].ingestion_program/config.yaml"
+        m = configs.get(idx)
+        if not (L.root / ref / "config.yaml").is_file():
             L.warn("big", f"tasks[{idx}].ingestion_program", "no config.yaml with time_budget_s (build with big bundle)")
-            continue
-        try:
-            budget = (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}).get("time_budget_s")
-        except yaml.YAMLError as exc:
-            L.err("big", f"tasks[{idx}].ingestion_program/config.yaml", f"not valid YAML: {exc}")
-            continue
-        if not isinstance(budget, (int, float)) or budget <= 0:
-            L.err("big", f"tasks[{idx}].ingestion_program/config.yaml", f"time_budget_s must be positive, found {budget!r}")
-        elif limits and budget >= min(limits):
-            L.err("big", f"tasks[{idx}].ingestion_program/config.yaml",
-                  f"time_budget_s {budget} is not below the execution_time_limit {min(limits)}: the worker would "
-                  "kill the job before ingestion stops cleanly")
+        elif m is None:
+            L.err("big", where, "not a valid YAML mapping")
+        else:
+            budget = m.get("time_budget_s")
+            if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0:
+                L.err("big", where, f"time_budget_s must be positive, found {budget!r}")
+            elif lim.phases and budget >= lim.effective:
+                L.err("big", where, f"time_budget_s {budget:g} is not below the effective limit {lim.effective} s "
+                                    f"(min(cap, execution_time_limit)): the worker's own, unreliable limit would end "
+                                    "the job before the ingestion program stops it with a clear message; rebuild "
+                                    "with big bundle")
+            elif lim.phases and budget != lim.budget:
+                L.warn("big", where, f"time_budget_s {budget:g} differs from {lim.budget} s, the budget of the effective "
+                                     f"limit {lim.effective} s minus {limits.margin_rule()}: rebuild the bundle after "
+                                     "changing the queue or a limit")
         if not (L.root / ref / "big").is_dir():
             L.err("programs", f"tasks[{idx}].ingestion_program", "has no big/ package: it cannot run in the container")
     # sizes against CodaBench's quotas: 15 GB upload per user, 10 GB worker cache for the task data
@@ -723,7 +780,7 @@ def _check_big(L: _Lint, doc: dict, tasks: Dict[int, dict]) -> None:
 def lint_folder(root: PathLike, *, sizes: Optional[Dict[str, int]] = None) -> List[Finding]:
     import yaml
 
-    L = _Lint(Path(root), sizes)
+    L = _Lint(Path(root).resolve(), sizes)  # resolved: reference paths are compared resolved
     comp = L.root / "competition.yaml"
     if not comp.is_file():
         subdirs = [p for p in L.root.iterdir() if p.is_dir() and (p / "competition.yaml").is_file()] \
@@ -745,12 +802,13 @@ def lint_folder(root: PathLike, *, sizes: Optional[Dict[str, int]] = None) -> Li
     _check_top(L, doc)
     _check_files(L, doc)
     tasks = _check_tasks(L, doc)
-    _check_phases(L, doc, tasks)
+    cap = _platform_cap(L, doc, tasks)
+    _check_phases(L, doc, tasks, cap)
     cols = _check_leaderboards(L, doc)
     _check_fact_sheet(L, doc)
     _check_scores(L, cols, tasks)
     _check_labels(L, doc, tasks)
-    _check_big(L, doc, tasks)
+    _check_big(L, doc, tasks, cap)
     return L.findings
 
 

@@ -5,20 +5,32 @@ scoring job, each in its own run folder with the worker's layout::
 
     prediction/  program/ (the unzipped submission)  ingestion_program/  input_data/  output/
     scoring/     program/ (scoring program)  input/ref/  input/res/ (= prediction output)  shared/  output/
+    app_data/    the worker's read-only /app/data (empty, or --data-dir)
     logs/        prediction_stdout ... scoring_stderr (the worker's log names)
 
 and the worker's rules: ``metadata.yaml`` then ``metadata`` at the program root; a submission
 without one is *copied* into the output (result zips and code zips alike) and nothing runs for it;
 the ingestion program runs beside it with the submission at /app/ingested_program; ``$placeholders``
-replaced as plain text; commands split like docker-py (no shell); the ingestion exit code ignored;
-the worker's own ``metadata`` file (exitCode, elapsedTime, ingestionExitCode, ingestionElapsedTime)
-written into the prediction output before scoring (a program that wrote one fails the job); the
-scoring exit code decides Failed/Finished; scores.json (else scores.txt as YAML) parsed strictly and
-matched to the leaderboard columns by key.
+replaced as plain text; commands split like docker-py (no shell); every container gets /app/data
+and the worker's environment (PYTHONUNBUFFERED=1, empty http_proxy/https_proxy) and a GPU only
+when the worker runs with USE_GPU (``--gpus``); the ingestion exit code ignored; the worker's own
+``metadata`` file (exitCode, elapsedTime, ingestionExitCode, ingestionElapsedTime) written into the
+prediction output before scoring (a program that wrote one fails the job); the scoring exit code
+decides Failed/Finished; scores.json read with Python's json (NaN accepted, as the worker does) or
+scores.txt as YAML; the upload of the scores can still fail (NaN, non-numbers, huge values), which
+leaves the submission Finished with no scores; scores matched to the leaderboard columns by key.
 
-Without ``--docker`` the commands run on this machine: container paths (/app/...) in the command are
-mapped to the run folders and ``python``/``python3`` is this interpreter (or ``--python``). With
-``--docker`` each job runs in the competition's docker_image with the worker's mounts.
+Time: each job runs for the effective limit min(cap, execution_time_limit) (big.limits; the cap is
+read back from the bundle's ingestion config). At that limit the real worker is unreliable: it
+either kills the job ("Execution Time Limit exceeded. Limit was N seconds", Failed) or lets it run on
+to the end; ``past_limit`` chooses which of the two is emulated, and the result says so. The
+ingestion program's own budget is meant to end the job first; ``time_limit`` lowers that budget
+with it, or refuses when the limit leaves the program no time.
+
+Without ``--docker`` the commands run on this machine: container paths (/app/...) in the command and
+in a program's ``config.yaml`` are mapped to the run folders, and ``python``/``python3`` is the image's
+venv Python with ``--image`` (big.imageenv), else this interpreter (or ``--python``). With ``--docker``
+each job runs in the competition's docker_image with the worker's mounts.
 """
 from __future__ import annotations
 
@@ -26,6 +38,7 @@ import datetime as _dt
 import json
 import math
 import os
+import platform
 import re
 import shlex
 import shutil
@@ -38,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
+from .. import limits
 from ..errors import Problem, UsageError
 
 PathLike = Union[str, os.PathLike]
@@ -46,6 +60,15 @@ CAP_DROP = ("AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", 
             "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT")
 METADATA_EXISTS = ("Error, the output directory already contains a metadata file. This file is used to store "
                    "exitCode and other data, do not write to this file manually.")
+#: the environment the worker gives every container (codabench.org's workers set no proxy)
+WORKER_ENV = {"PYTHONUNBUFFERED": "1", "http_proxy": "", "https_proxy": ""}
+#: the CDI device a worker started with USE_GPU=true requests (GPU_DEVICE, default all GPUs)
+GPU_DEVICE = "nvidia.com/gpu=all"
+#: host variables a local run keeps (the rest of this shell's environment is not in a container)
+HOST_ENV_KEEP = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "TERM",
+                 "MPLCONFIGDIR")
+TIME_LIMIT_MESSAGE = "Execution Time Limit exceeded. Limit was {limit} seconds"
+PAST_LIMIT = ("kill", "run-on")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,8 +81,6 @@ def find_metadata(folder: Path) -> Optional[Path]:
         if (folder / name).is_file():
             return folder / name
     return None
-
-
 def read_command(folder: Path) -> Tuple[str, Optional[str]]:
     """("missing"|"no-command"|"ok", command). YAML errors count as no command (the worker warns)."""
     import yaml
@@ -108,54 +129,129 @@ def map_paths(argv: List[str], mounts: Dict[str, Path]) -> List[str]:
     return [_APP_RE.sub(repl, a) for a in argv]
 
 
+def map_config_paths(folder: Path, mounts: Dict[str, Path]) -> List[str]:
+    """A local run cannot bind-mount: container paths in the program's ``config.yaml`` (its run copy)
+    are mapped to the run folders like the command's (e.g. ``data_dir: /app/data``). Returns what changed."""
+    cfg = folder / "config.yaml"
+    if not cfg.is_file():
+        return []
+    text = cfg.read_text(encoding="utf-8")
+    changed: List[str] = []
+
+    def repl(m):
+        host = mounts.get("/app/" + m.group(1))
+        if host is None:
+            return m.group(0)
+        changed.append(f"/app/{m.group(1)} -> {host}")
+        return str(host)
+
+    new = _APP_RE.sub(repl, text)
+    if new != text:
+        cfg.write_text(new, encoding="utf-8")
+    return sorted(set(changed))
+
+
+def worker_env(*, gpu: bool, python_bin: Optional[Path] = None,
+               base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """The environment of a local "container": the worker's variables, a few host basics, no
+    PYTHONPATH or outer virtualenv, no user site-packages; the GPU hidden unless ``gpu``."""
+    src = os.environ if base is None else base
+    env = {k: v for k, v in src.items() if k in HOST_ENV_KEEP}
+    env.update(WORKER_ENV)
+    env["PYTHONNOUSERSITE"] = "1"  # as in a container: no user site-packages
+    if python_bin is not None:  # `python3` on PATH is the image's, as in the image
+        env["PATH"] = str(python_bin) + os.pathsep + env.get("PATH", "")
+    if not gpu:
+        env["CUDA_VISIBLE_DEVICES"] = ""  # a worker without USE_GPU passes no GPU into the container
+    return env
+
+
 def docker_args(*, image: str, mounts: Dict[str, Path], argv: List[str], name: str, network: bool = True,
                 gpu: bool = False, read_only: Tuple[str, ...] = ("/app/data",)) -> List[str]:
-    """The ``docker run`` command for one container, with the worker's mounts and hardening."""
-    args = ["docker", "run", "--rm", "--name", name, "-w", "/app/program", "-e", "PYTHONUNBUFFERED=1",
-            "--security-opt", "no-new-privileges", "--userns", "host"]
+    """The ``docker run`` command for one container, with the worker's mounts, environment and hardening."""
+    args = ["docker", "run", "--rm", "--name", name, "-w", "/app/program"]
+    for k, v in WORKER_ENV.items():
+        args += ["-e", f"{k}={v}"]
+    args += ["--security-opt", "no-new-privileges", "--userns", "host"]
     for cap in CAP_DROP:
         args += ["--cap-drop", cap]
     if not network:
         args += ["--network", "none"]
-    if gpu:
-        args += ["--gpus", "all"]
+    if gpu:  # the worker's CDI device request with USE_GPU=true (needs `nvidia-ctk cdi generate`)
+        args += ["--device", GPU_DEVICE]
     for target, host in sorted(mounts.items()):
         spec = f"{Path(host).resolve()}:{target}" + (":ro" if target in read_only else "")
         args += ["-v", spec]
     return args + [image] + list(argv)
 
 
-def parse_scores(output: Path) -> Tuple[Optional[dict], List[str]]:
-    """scores.json (strict JSON) or scores.txt (YAML) from the scoring output: (scores, problems)."""
+def parse_scores(output: Path) -> Tuple[Optional[object], List[str]]:
+    """The scoring output's scores as the worker reads them: scores.json with Python's ``json``
+    (which accepts NaN and Infinity), else scores.txt as YAML. (None, [why]) when the worker fails
+    the submission: no file, or a file it cannot decode."""
     sj, st = output / "scores.json", output / "scores.txt"
     if sj.is_file():
-        def bad_constant(c):
-            raise ValueError(f"{c} is not valid JSON")
-
         try:
-            doc = json.loads(sj.read_text(encoding="utf-8"), parse_constant=bad_constant)
+            return json.loads(sj.read_text(encoding="utf-8")), []
         except ValueError as exc:
-            return None, [f"scores.json: could not decode the JSON ({exc}); the worker fails the submission"]
-        src = "scores.json"
-    elif st.is_file():
+            return None, [f"Could not decode scores json properly, it contains an error.\n{exc}"]
+    if st.is_file():
         import yaml
 
         try:
-            doc = yaml.safe_load(st.read_text(encoding="utf-8"))
+            return yaml.load(st.read_text(encoding="utf-8"), Loader=yaml.FullLoader), []
         except yaml.YAMLError as exc:
             return None, [f"scores.txt is not YAML ({exc})"]
-        src = "scores.txt"
-    else:
-        return None, ["Could not find scores file, did the scoring program output it?"]
-    if not isinstance(doc, dict):
-        return None, [f"{src} must hold a flat mapping {{column_key: number}}, found {type(doc).__name__}"]
-    problems = []
-    for k, v in doc.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            problems.append(f"{src}: {k} = {v!r} is not a number (the score upload would fail: n/a)")
-        elif not math.isfinite(v) or abs(v) >= 1e10:
-            problems.append(f"{src}: {k} = {v!r} is not a finite number below 1e10 (the score upload would fail)")
-    return doc, problems
+    return None, ["Could not find scores file, did the scoring program output it?"]
+
+
+def _non_finite(value, path: str) -> List[str]:
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"{path} = {value!r}"]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _non_finite(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, (list, tuple)):
+        return [p for i, v in enumerate(value) for p in _non_finite(v, f"{path}[{i}]")]
+    return []
+
+
+def _decimal(value) -> Optional[float]:
+    """What the server's DecimalField(20, 10) accepts: a finite number (or numeric string) below 1e10."""
+    if isinstance(value, bool) or value is None or isinstance(value, (dict, list)):
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) and abs(x) < 1e10 else None
+
+
+def upload_scores(scores, columns: List[dict]) -> Tuple[Optional[Dict[str, float]], List[str]]:
+    """What the leaderboard receives from the worker's score upload: ({column key: value}, []) or
+    (None, [why the whole upload fails]). The worker has already set the status to Finished and does
+    not check the upload, so a failure here means Finished with no scores."""
+    if not isinstance(scores, dict):
+        return None, [f"the scores are a {type(scores).__name__}, not a flat mapping {{column_key: number}}: the "
+                      "server cannot read them"]
+    bad = _non_finite(scores, "")
+    if bad:
+        return None, [f"{', '.join(bad[:5])}: NaN and Infinity are not valid JSON, so the upload of the scores is "
+                      "rejected as a whole"]
+    keys = {c.get("key") for c in columns if isinstance(c, dict)}
+    posted: Dict[str, float] = {}
+    refused = []
+    for k, v in scores.items():
+        if k not in keys:
+            continue  # the server skips keys without a column
+        x = _decimal(v)
+        if x is None:
+            refused.append(f"{k} = {v!r}")
+        else:
+            posted[k] = x
+    if refused:
+        return None, [f"{', '.join(refused[:5])}: not a number below 1e10 for a leaderboard column, so the upload "
+                      "of the scores fails"]
+    return posted, []
 
 
 def match_columns(scores: dict, columns: List[dict]) -> Tuple[List[Tuple[str, str, Optional[float], int]], List[str],
@@ -192,16 +288,20 @@ class RunLocalOptions:
     submission: PathLike
     phase: str = "development"
     work_dir: Optional[PathLike] = None
-    python: str = sys.executable
+    python: Optional[str] = None  # interpreter for `python3` in the commands (default: this one)
+    image: Optional[str] = None  # run with this image's venv (big.imageenv); "auto": the bundle's docker_image
+    venv: Optional[PathLike] = None  # that venv's folder (default .venv-IMAGE beside the big package)
     docker: bool = False
     network: bool = True
-    gpu: bool = False
-    time_limit: Optional[int] = None  # override the phase's execution_time_limit
+    gpu: bool = False  # pass the GPUs, as a worker started with USE_GPU=true does
+    time_limit: Optional[int] = None  # replaces the phase's execution_time_limit (the cap still applies)
+    data_dir: Optional[PathLike] = None  # the worker host's data folder, at /app/data (default: an empty one)
+    past_limit: str = "kill"  # at the worker's limit: "kill" (Failed) or "run-on"; CodaBench does either
 
 
 @dataclass
 class Container:
-    label: str  # prediction | prediction_ingestion | scoring
+    label: str  # prediction | prediction_ingestion | scoring | scoring_ingestion
     argv: List[str]
     cwd: Path
     mounts: Dict[str, Path]
@@ -218,11 +318,12 @@ class RunResult:
     message: str
     phase: str
     task: str
-    scores: Optional[dict] = None
+    scores: Optional[dict] = None  # what reached the leaderboard ({column key: value}); None: nothing
     row: List[Tuple[str, str, Optional[float], int]] = field(default_factory=list)
     dropped: List[str] = field(default_factory=list)
     missing: List[str] = field(default_factory=list)
     problems: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)  # what the emulator did differently from a bare run
     work_dir: Optional[Path] = None
     logs: Optional[Path] = None
     prediction_output: Optional[Path] = None
@@ -230,6 +331,10 @@ class RunResult:
     detailed_results: Optional[Path] = None
     commands: List[List[str]] = field(default_factory=list)
     metadata: Optional[dict] = None
+    python: Optional[str] = None  # the interpreter of the jobs (None under --docker)
+    environment: str = ""  # which Python and packages ran the programs
+    limit: Optional[int] = None  # the effective limit of each job
+    budget: Optional[float] = None  # the ingestion program's budget in this run
 
     def row_text(self) -> str:
         return " | ".join(f"{t}: {'n/a' if v is None else f'{v:.{p}f}'}" for t, _, v, p in self.row)
@@ -249,10 +354,34 @@ def _extract(src: Path, dest: Path) -> Path:
     return dest
 
 
+def _program_config(src: Optional[Path]) -> Optional[dict]:
+    """``config.yaml`` at the root of a bundle program (folder or zip), as a mapping."""
+    import yaml
+
+    if src is None:
+        return None
+    try:
+        if src.is_dir():
+            text = (src / "config.yaml").read_text(encoding="utf-8") if (src / "config.yaml").is_file() else None
+        else:
+            with zipfile.ZipFile(src) as zf:
+                text = zf.read("config.yaml").decode("utf-8") if "config.yaml" in zf.namelist() else None
+        doc = yaml.safe_load(text) if text else None
+    except (OSError, zipfile.BadZipFile, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _number(v) -> Optional[float]:
+    return None if isinstance(v, bool) or not isinstance(v, (int, float)) else float(v)
+
+
 class Worker:
     def __init__(self, options: RunLocalOptions, *, log: Callable[[str], None] = print):
         self.o = options
         self.log = log
+        self.python: str = options.python or sys.executable
+        self.env: Optional[Dict[str, str]] = None
 
     # -- setup ---------------------------------------------------------------------------
     def _load_bundle(self, work: Path) -> Tuple[Path, dict]:
@@ -301,6 +430,41 @@ class Worker:
                      "(CodaBench would run one child submission per task)")
         return phase, tasks[indexes[0]]
 
+    def _interpreter(self, image_ref: str) -> Tuple[Optional[Path], str]:
+        """Set ``self.python`` for a local run; returns (the venv's bin folder or None, a description)."""
+        o = self.o
+        if o.docker:
+            return None, f"docker image {image_ref}"
+        from .. import imageenv
+
+        if o.image:
+            env = imageenv.ensure(image_ref if o.image == "auto" else o.image, o.venv, log=self.log)
+            self.python = str(env.python)
+            try:
+                same = imageenv.lookup(image_ref).name == env.image.name
+            except UsageError:
+                same = False
+            if not same:
+                self.log(f"note: the bundle's docker_image is {image_ref}; the programs run with image "
+                         f"{env.image.name}'s Python and pins")
+            return env.venv / "bin", f"image {env.image.name} ({env.image.ref}): {env.python} — {env.describe()}"
+        version = platform.python_version() if self.python == sys.executable else imageenv.python_version(self.python)
+        try:
+            hint = f"--image {imageenv.lookup(image_ref).name}"
+        except UsageError:
+            hint = "--image IMAGE"
+        return None, (f"this machine's interpreter {self.python} (Python {version}), not {image_ref}'s Python and "
+                      f"packages ({hint} runs them as the worker would)")
+
+    def _cap(self, doc: dict, ingestion_cfg: Optional[dict]) -> Optional[int]:
+        from .lint import resolve_cap
+
+        recorded = [ingestion_cfg["platform_cap_s"]] if ingestion_cfg and "platform_cap_s" in ingestion_cfg else []
+        cap, finding = resolve_cap(doc.get("queue"), recorded)
+        if finding is not None:
+            self.log(f"note: {finding.message}")
+        return cap
+
     # -- containers ----------------------------------------------------------------------
     def _container(self, label: str, command: str, mounts: Dict[str, Path], image: str) -> Container:
         argv = shlex.split(command)
@@ -310,13 +474,12 @@ class Worker:
             return Container(label, full, mounts["/app/program"], mounts)
         argv = map_paths(argv, mounts)
         if argv and re.fullmatch(r"python(3(\.\d+)?)?", Path(argv[0]).name):
-            argv[0] = self.o.python
+            argv[0] = self.python
         return Container(label, argv, mounts["/app/program"], mounts)
 
     def _start(self, c: Container, logs: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
-        env["PYTHONUNBUFFERED"] = "1"
-        env["PYTHONNOUSERSITE"] = "1"  # as in a container: no user site-packages
+        # the docker client runs in this shell's environment; a local job in the worker's
+        env = dict(os.environ) if self.o.docker else (self.env or worker_env(gpu=self.o.gpu))
         out = open(logs / f"{c.label}_stdout", "wb")
         err = open(logs / f"{c.label}_stderr", "wb")
         c.files = (out, err)
@@ -328,20 +491,25 @@ class Worker:
             err.write(f"could not start {c.argv[0]!r}: {exc}\n".encode())
             c.exit_code, c.elapsed = 127, 0.0
 
-    def _wait(self, containers: List[Container], limit: int) -> bool:
-        """Wait for all; kill everything at the time limit. True when the limit was exceeded."""
+    def _wait(self, containers: List[Container], limit: int) -> str:
+        """Wait for all containers. At the worker's limit: "killed" (everything stopped) or, with
+        past_limit run-on, wait on to the end ("ran-on"); "ok" when all ended within the limit."""
         deadline = time.perf_counter() + limit
-        timed_out = False
+        outcome = "ok"
         for c in containers:
             if c.proc is None:
                 continue
             try:
                 c.exit_code = c.proc.wait(timeout=max(deadline - time.perf_counter(), 0.01))
             except subprocess.TimeoutExpired:
-                timed_out = True
-                break
+                if self.o.past_limit == "run-on":
+                    outcome = "ran-on"
+                    c.exit_code = c.proc.wait()
+                else:
+                    outcome = "killed"
+                    break
             c.elapsed = time.perf_counter() - c.t0
-        if timed_out:
+        if outcome == "killed":
             for c in containers:
                 if c.proc is not None and c.proc.poll() is None:
                     try:
@@ -353,11 +521,34 @@ class Worker:
         for c in containers:
             for fh in c.files:
                 fh.close()
-        return timed_out
+        return outcome
+
+    def _past_limit(self, res: RunResult, job: str, outcome: str, limit: int, logs: Path, log_name: str) -> bool:
+        """The worker's limit was reached. Returns True when the job is over (killed)."""
+        if outcome == "killed":
+            res.message = TIME_LIMIT_MESSAGE.format(limit=limit)
+            self._append(logs / log_name, res.message)
+            note = (f"the {job} job reached the worker's limit ({limit} s). CodaBench's worker is unreliable here: it "
+                    "kills the job with only this message (emulated: --past-limit kill) or lets it run on to the end "
+                    "(--past-limit run-on). The ingestion program's budget should end a job first: see `big lint`.")
+            res.notes.append(note)
+            return True
+        if outcome == "ran-on":
+            res.problems.append(f"the {job} job ran past the worker's limit of {limit} s (emulated: --past-limit "
+                                "run-on, as CodaBench's worker often does; it may also kill the job with \""
+                                + TIME_LIMIT_MESSAGE.format(limit=limit) + "\")")
+        return False
 
     # -- the two jobs --------------------------------------------------------------------
     def run(self) -> RunResult:
         o = self.o
+        if o.past_limit not in PAST_LIMIT:
+            raise UsageError([Problem(f"--past-limit {o.past_limit!r}: expected {' or '.join(PAST_LIMIT)}")])
+        if o.docker and (o.image or o.python):
+            raise UsageError([Problem("--docker runs the bundle's docker_image itself; --image and --python are for "
+                                      "runs on this machine")])
+        if o.image and o.python:
+            raise UsageError([Problem("give --image (the image's venv) or --python, not both")])
         if o.docker and shutil.which("docker") is None:
             raise UsageError([Problem("--docker: no docker command on this machine (run without --docker to use "
                                       "this interpreter instead)")])
@@ -365,6 +556,10 @@ class Worker:
         if not sub.is_file() or not zipfile.is_zipfile(sub):
             raise UsageError([Problem("a submission is a .zip file (CodaBench's upload form accepts only zips)",
                                       file=str(sub))])
+        if o.data_dir is not None and not Path(o.data_dir).is_dir():
+            raise UsageError([Problem("--data-dir is not a folder", file=str(o.data_dir))])
+        if o.time_limit is not None and int(o.time_limit) <= 0:
+            raise UsageError([Problem(f"--time-limit {o.time_limit}: expected seconds > 0")])
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         work = (Path(o.work_dir) if o.work_dir else Path(tempfile.mkdtemp(prefix=f"big-run-local-{stamp}-"))).resolve()
         if work.exists() and any(work.iterdir()):
@@ -372,14 +567,7 @@ class Worker:
         work.mkdir(parents=True, exist_ok=True)
         root, doc = self._load_bundle(work)
         phase, task = self._phase(doc)
-        limit = int(o.time_limit or phase.get("execution_time_limit") or 600)
         image = str(doc.get("docker_image") or "codalab/codalab-legacy:py37")
-        logs = work / "logs"
-        logs.mkdir()
-        res = RunResult(status="Failed", message="", phase=str(phase.get("name")), task=str(task.get("name")),
-                        work_dir=work, logs=logs)
-        self.log(f"run-local: phase {res.phase!r}, task {res.task!r}, execution_time_limit {limit} s, "
-                 f"{'docker image ' + image if o.docker else 'local interpreter ' + o.python}")
 
         def bundle_path(key: str) -> Optional[Path]:
             ref = task.get(key)
@@ -390,15 +578,63 @@ class Worker:
                 raise UsageError([Problem(f"task {key} {ref!r} does not exist in the bundle")])
             return p
 
+        ingestion_src = bundle_path("ingestion_program")
+        only_scoring = bool(task.get("ingestion_only_during_scoring"))
+        icfg = _program_config(ingestion_src)
+
+        # ---- time: the effective limit, and the ingestion budget under it ----
+        cap = self._cap(doc, icfg)
+        asked = int(o.time_limit) if o.time_limit is not None else phase.get("execution_time_limit")
+        limit = limits.effective_limit(asked, cap)
+        budget = _number((icfg or {}).get("time_budget_s"))
+        lowered = None
+        if o.time_limit is not None and budget is not None:
+            stop = _number((icfg or {}).get("stop_margin_s"))
+            stop = 15.0 if stop is None else stop
+            derived = limits.time_budget(limit)
+            if derived <= stop:
+                raise UsageError([Problem(
+                    f"--time-limit {o.time_limit}: the ingestion program's budget would be {derived} s ({limit} s minus "
+                    f"{limits.margin_rule()} kept for starting the container and writing the results), but it stops "
+                    f"the model {stop:g} s before its budget: the model would get no time, and the platform would show "
+                    f"the same. Give at least {limits.min_limit(stop)} s, or try a budget alone with "
+                    "`big ingest --time-budget SECONDS`.")],
+                    summary=f"--time-limit {o.time_limit} leaves the ingestion program no time "
+                            f"(at least {limits.min_limit(stop)} s)")
+            if derived < budget:
+                lowered, budget = derived, float(derived)
+        how = (f"--time-limit {o.time_limit} s, the phase asks {phase.get('execution_time_limit')} s"
+               if o.time_limit is not None else f"execution_time_limit {asked if asked is not None else 'unset: 600'} s")
+        self.log(f"run-local: phase {phase.get('name')!r}, task {task.get('name')!r}; each job may run {limit} s "
+                 + (f"= min(cap {cap} s, {how})" if cap is not None else f"({how}; own queue, no cap)"))
+
+        logs = work / "logs"
+        logs.mkdir()
+        res = RunResult(status="Failed", message="", phase=str(phase.get("name")), task=str(task.get("name")),
+                        work_dir=work, logs=logs, limit=limit, budget=budget)
+        python_bin, res.environment = self._interpreter(image)
+        res.python = None if o.docker else self.python
+        self.log(f"programs run with {res.environment}")
+        self.env = None if o.docker else worker_env(gpu=o.gpu, python_bin=python_bin)
+        if o.gpu:
+            self.log(f"GPU: passed to the jobs (--gpus), as a worker started with USE_GPU=true ({GPU_DEVICE})")
+        else:
+            self.log("GPU: none (a worker without USE_GPU, like codabench.org's CPU-only default queue"
+                     + ("; CUDA_VISIBLE_DEVICES is empty" if not o.docker else "") + "); --gpus passes them")
+        data_host = Path(o.data_dir).resolve() if o.data_dir else work / "app_data"
+        data_host.mkdir(exist_ok=True)
+        self.log(f"/app/data: {data_host} " + ("(--data-dir; read-only on the worker)" if o.data_dir else
+                                                "(an empty folder; the worker binds its host's data folder there, "
+                                                "read-only: --data-dir DIR gives one)"))
+        self.log("environment: " + ", ".join(f"{k}={v!r}" for k, v in WORKER_ENV.items()))
+
         # ---- prediction job ----
         pred = work / "prediction"
         pred.mkdir()
         program = _extract(sub, pred / "program")
         output = pred / "output"
         output.mkdir()
-        ingestion_src = bundle_path("ingestion_program")
         input_src = bundle_path("input_data")
-        only_scoring = bool(task.get("ingestion_only_during_scoring"))
         input_data = None
         if input_src is not None:
             input_data = pred / "input_data"
@@ -414,20 +650,21 @@ class Worker:
         elif state == "no-command":
             self.log("prediction: the submission's metadata has no command: nothing runs and nothing is copied")
         else:
-            mounts = {"/app/program": program, "/app/output": output}
+            mounts = {"/app/program": program, "/app/output": output, "/app/data": data_host}
             if input_data is not None:
                 mounts["/app/input_data"] = input_data
             containers.append(self._container("prediction", substitute(cmd, kind="program", is_scoring=False),
                                               mounts, image))
             self.log(f"prediction: the submission runs its own command {cmd!r}")
-        ingestion_dir = None
         if ingestion_src is not None and not only_scoring:
-            ingestion_dir = _extract(ingestion_src, pred / "ingestion_program")
+            ingestion_dir = self._ingestion_copy(ingestion_src, pred / "ingestion_program", lowered, limit, res)
             istate, icmd = read_command(ingestion_dir)
             if istate == "ok":
-                mounts = {"/app/program": ingestion_dir, "/app/output": output, "/app/ingested_program": program}
+                mounts = {"/app/program": ingestion_dir, "/app/output": output, "/app/ingested_program": program,
+                          "/app/data": data_host}
                 if input_data is not None:
                     mounts["/app/input_data"] = input_data
+                self._map_config(ingestion_dir, mounts, "ingestion_program")
                 containers.append(self._container("prediction_ingestion",
                                                   substitute(icmd, kind="ingestion", is_scoring=False), mounts, image))
             else:
@@ -438,11 +675,9 @@ class Worker:
         for c in containers:
             res.commands.append(c.argv)
             self._start(c, logs)
-        timed_out = self._wait(containers, limit)
+        outcome = self._wait(containers, limit)
         by = {c.label: c for c in containers}
-        if timed_out:
-            res.message = f"Execution Time Limit exceeded. Limit was {limit} seconds"
-            self._append(logs / "prediction_ingestion_stderr", res.message)
+        if self._past_limit(res, "prediction", outcome, limit, logs, "prediction_ingestion_stderr"):
             return self._finish(res, pred_out=output)
         # the worker's metadata file, written into the prediction output before it is uploaded
         if (output / "metadata").exists():
@@ -487,26 +722,28 @@ class Worker:
         elif sstate == "no-command":
             self.log("scoring: the scoring program's metadata has no command: nothing ran")
         else:
-            mounts = {"/app/program": sprog, "/app/output": sout, "/app/input": sc / "input", "/app/shared": sc / "shared"}
+            mounts = {"/app/program": sprog, "/app/output": sout, "/app/input": sc / "input",
+                      "/app/shared": sc / "shared", "/app/data": data_host}
+            self._map_config(sprog, mounts, "scoring_program")
             containers.append(self._container("scoring", substitute(scmd, kind="program", is_scoring=True), mounts, image))
         if ingestion_src is not None and only_scoring:
-            idir = _extract(ingestion_src, sc / "ingestion_program")
+            idir = self._ingestion_copy(ingestion_src, sc / "ingestion_program", lowered, limit, res)
             istate, icmd = read_command(idir)
             if istate == "ok":
                 mounts = {"/app/program": idir, "/app/output": sout, "/app/input": sc / "input",
-                          "/app/shared": sc / "shared", "/app/ingested_program": sc / "input" / "res"}
+                          "/app/shared": sc / "shared", "/app/ingested_program": sc / "input" / "res",
+                          "/app/data": data_host}
                 if input_data is not None:
                     mounts["/app/input_data"] = input_data
+                self._map_config(idir, mounts, "ingestion_program")
                 containers.append(self._container("scoring_ingestion", substitute(
                     icmd, kind="ingestion", is_scoring=True, ingestion_only_during_scoring=True), mounts, image))
         for c in containers:
             res.commands.append(c.argv)
             self._start(c, logs)
-        timed_out = self._wait(containers, limit)
+        outcome = self._wait(containers, limit)
         scoring = next((c for c in containers if c.label == "scoring"), None)
-        if timed_out:
-            res.message = f"Execution Time Limit exceeded. Limit was {limit} seconds"
-            self._append(logs / "scoring_stderr", res.message)
+        if self._past_limit(res, "scoring", outcome, limit, logs, "scoring_stderr"):
             return self._finish(res, pred_out=output, score_out=sout)
         if scoring is not None and scoring.exit_code not in (0, None):
             res.message = f"the scoring program exited with code {scoring.exit_code}"
@@ -516,13 +753,15 @@ class Worker:
             return self._finish(res, pred_out=output, score_out=sout)
         res.status = "Finished"
         scores, problems = parse_scores(sout)
-        if scores is None:
+        if problems:
             res.status = "Failed"
             res.message = problems[0]
             return self._finish(res, pred_out=output, score_out=sout)
-        res.scores, res.problems = scores, problems
         columns = ((doc.get("leaderboards") or [{}])[0] or {}).get("columns") or []
-        res.row, res.dropped, res.missing = match_columns(scores, columns)
+        posted, refused = upload_scores(scores, columns)
+        res.scores = posted
+        res.row, _, res.missing = match_columns(posted or {}, columns)
+        res.dropped = match_columns(scores, columns)[1] if isinstance(scores, dict) else []
         if (sout / "metadata").exists():
             res.problems.append("the scoring program wrote output/metadata: " + METADATA_EXISTS)
         smeta = {"exitCode": scoring.exit_code if scoring else None,
@@ -535,9 +774,42 @@ class Worker:
             found = sorted(sout.glob("*.html"))
             html = found[0] if found else None
         res.detailed_results = html if (html and doc.get("enable_detailed_results")) else None
-        res.message = "scores posted to the leaderboard" if not (res.problems or res.missing) else \
-            "Finished, but the leaderboard would show n/a for some columns"
+        if posted is None:
+            res.problems += refused
+            res.missing = []
+            res.message = ("Finished, but no scores reach the leaderboard: the worker marks the submission Finished "
+                           "before it uploads the scores, and the upload fails (" + refused[0] + ")")
+        elif res.problems or res.missing:
+            res.message = "Finished, but the leaderboard would show n/a for some columns"
+        else:
+            res.message = "scores posted to the leaderboard"
         return self._finish(res, pred_out=output, score_out=sout)
+
+    def _ingestion_copy(self, src: Path, dest: Path, lowered: Optional[int], limit: int, res: RunResult) -> Path:
+        """The run's copy of the ingestion program, its budget lowered with --time-limit."""
+        folder = _extract(src, dest)
+        if lowered is not None and (folder / "config.yaml").is_file():
+            from .bundle import _rewrite_yaml_config
+
+            _rewrite_yaml_config(folder / "config.yaml", {"time_budget_s": lowered}, "")
+            note = (f"ingestion budget lowered to {lowered} s with --time-limit ({limit} s minus "
+                    f"{limits.margin_rule()}), as `big bundle` derives it")
+            if note not in res.notes:
+                res.notes.append(note)
+        if res.budget is not None and res.budget >= limit:
+            note = (f"the ingestion budget ({res.budget:g} s) is not below the worker's limit ({limit} s): the "
+                    "worker's own, unreliable limit decides how this job ends, not the ingestion program (`big lint`)")
+            if note not in res.notes:
+                res.notes.append(note)
+        return folder
+
+    def _map_config(self, folder: Path, mounts: Dict[str, Path], name: str) -> None:
+        if self.o.docker:
+            return
+        changed = map_config_paths(folder, mounts)
+        if changed:
+            self.log(f"local run: container paths in {name}/config.yaml mapped to the run folders "
+                     f"({', '.join(changed)})")
 
     @staticmethod
     def _append(path: Path, text: str) -> None:
@@ -584,10 +856,14 @@ def print_result(res: RunResult, log: Callable[[str], None] = print) -> None:
                 log("  " + f"{flag:<16}" + "".join(f"{d.get(m, 'n/a'):>9}" for m in metrics_))
     for p in res.problems:
         log(f"problem: {p}")
+    for n in res.notes:
+        log(f"note: {n}")
     if res.dropped:
         log(f"ignored by the leaderboard (no column with that key): {', '.join(res.dropped)}")
     if res.missing:
         log(f"n/a on the leaderboard (not in the scores): {', '.join(res.missing)}")
+    if res.environment:
+        log(f"programs ran with {res.environment}")
     log(f"logs: {res.logs}")
     if res.prediction_output:
         log(f"prediction output: {res.prediction_output}")
