@@ -1,10 +1,10 @@
 # Two commands on a fresh clone:  `make demo` (the main job, offline)  and  `make test`.
-# Each installs what it needs. Python 3.11 for the project; the two CodaBench-image virtualenvs
-# use pyenv's 3.12.1 and 3.10.13 with the exact package pins of those images.
+# Each installs what it needs. Python 3.11 for the project; the CodaBench-image virtualenvs come from
+# the one image resolver, `big image-env` (big/imageenv.py: the images' Python versions from pyenv and
+# their exact package pins; .venv-big-gpu310 is the docker/ image, layered on .venv-gpu310).
 PY311 ?= $(shell command -v python3.11 || echo python3)
 PYENV_ROOT ?= $(HOME)/.pyenv
-PY312 ?= $(PYENV_ROOT)/versions/3.12.1/bin/python
-PY310 ?= $(PYENV_ROOT)/versions/3.10.13/bin/python
+export PYENV_ROOT
 VENV := .venv
 PIP := $(VENV)/bin/pip
 
@@ -21,19 +21,13 @@ $(VENV)/.installed: pyproject.toml
 
 dev: $(VENV)/.installed
 
-# codalab/codalab-legacy:py312 (results-only competitions)
-.venv-py312/.installed:
-	$(PY312) -m venv .venv-py312
-	.venv-py312/bin/pip install -q numpy==1.26.4 scikit-learn==1.5.1 pandas==2.2.3 matplotlib==3.8.4 pyyaml==6.0.2
-	touch $@
-
-# codalab/codalab-legacy:gpu310 (code track): python 3.10, torch 2.3.1, no timm/torchvision
-.venv-gpu310/.installed:
-	$(PY310) -m venv .venv-gpu310
-	.venv-gpu310/bin/pip install -q numpy==1.26.4 scikit-learn==1.5.0 pandas==2.2.2 matplotlib==3.9.0 PyYAML==6.0.1 torch==2.3.1
-	touch $@
-
-venvs: .venv-py312/.installed .venv-gpu310/.installed
+# the CodaBench images as venvs: py312 (results-only competitions), gpu310 (code track: python 3.10,
+# torch 2.3.1) and big-gpu310 (docker/: gpu310 + torchvision and timm). Found in a second when they
+# exist with the right pins; created or updated otherwise.
+venvs: dev
+	$(VENV)/bin/big image-env py312
+	$(VENV)/bin/big image-env gpu310
+	$(VENV)/bin/big image-env big-gpu310
 
 demo: dev
 	$(VENV)/bin/big demo
@@ -42,4 +36,4 @@ test: dev venvs
 	$(VENV)/bin/python -m pytest -q
 
 clean-venvs:
-	rm -rf $(VENV) .venv-py312 .venv-gpu310
+	rm -rf $(VENV) .venv-py312 .venv-gpu310 .venv-big-gpu310
