@@ -73,13 +73,16 @@ def oracle_predictions(labels: dict, *, noise: float = 0.0, seed: int = 0) -> di
     return out
 
 
-# --- the CodaBench-image virtualenvs (`make venvs`) -----------------------------------------------
+# --- the CodaBench-image virtualenvs (`make venvs` = `big image-env IMAGE`, big.imageenv) -----------
 
 def image_python(name: str) -> Path:
-    """Interpreter of ``.venv-{name}`` (py312 or gpu310). Missing: the test fails under CI=true, else skips."""
-    py = REPO / f".venv-{name}" / "bin" / "python"
+    """Interpreter of the image venv ``name`` (py312, gpu310, big-gpu310) where the resolver keeps it.
+    Missing: the test fails under CI=true (`make test` builds them all), else skips."""
+    from big.imageenv import default_venv
+
+    py = default_venv(name) / "bin" / "python"
     if not py.exists():
-        msg = f"{py} is missing: run `make venvs`"
+        msg = f"{py} is missing: run `make venvs` (or `big image-env {name}`)"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(msg)
         pytest.skip(msg)
