@@ -190,10 +190,13 @@ class ProcessTree:
                     os.waitpid(p, os.WNOHANG)
                 except ChildProcessError:
                     pass
-            if not live and not ours:
+            # done when the worker is dead (its Popen reaps it) and nothing else is left: once the worker
+            # shows as a zombie its children have been re-parented to us and appear in the scan
+            root_dead = root not in procs or procs[root][1] in ("Z", "X")
+            if root_dead and not (members - {root}):
                 break
             if time.monotonic() > deadline:
-                return sorted(live)
+                return sorted(members - {root})
             time.sleep(pause)
             pause = min(0.02, pause * 2)
         self.killed = len(seen)
