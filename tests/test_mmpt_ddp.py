@@ -68,3 +68,44 @@ def test_two_gloo_ranks_match_single_process(tmp_path):
             assert rb[key] == pytest.approx(ra[key], rel=1e-4, abs=1e-5), key
     # the runs really differ from an untrained model, so the match is not trivial
     assert a["history"][-1]["train_loss"] != a["history"][0]["train_loss"]
+
+
+def test_per_dataset_batchnorm_two_gloo_ranks_match_single_process(tmp_path):
+    """bn_mode per_dataset under DDP: BatchNorm sees the global batch (synchronised over gloo), so
+    weights, every dataset's running statistics and the validation numbers equal one process's,
+    and all ranks hold the same statistics."""
+    root = tmp_path / "npz"
+    # batch 16: 41 rows -> a last batch of 9 rows, split 5 + 4; 34 rows -> 2 rows, one per rank
+    # (a rank alone cannot normalise one image at a 1x1 feature map: without synchronisation,
+    # BatchNorm raises "Expected more than 1 value per channel"; the global batch has two)
+    data.synthesize(root, sizes=(28,), n_per_split="train=41,val=20,test=8", seed=4, flags=["bloodmnist", "retinamnist"])
+    data.synthesize(root, sizes=(28,), n_per_split="train=34,val=20,test=8", seed=4, flags=["breastmnist"])
+    common = ["--data_root", root, "--model", "resnet10t", "--pretrained", "false", "--native_resolution", "true",
+              "--bn_mode", "per_dataset", "--datasets", "bloodmnist,breastmnist,retinamnist", "--epochs", "2",
+              "--batch_size", "16", "--eval_batch_size", "32", "--progress", "false",
+              "--plots", "false", "--threads", "1"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    runs = {
+        "single": [sys.executable, "-m", "big", "train", *common, "--output", tmp_path / "single"],
+        "ddp": [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                "--master_port", free_port(), "-m", "big", "train", *common, "--output", tmp_path / "ddp"],
+    }
+    for name, cmd in runs.items():
+        r = run_group([str(c) for c in cmd], env)
+        assert r.returncode == 0, f"{name}: {r.stderr[-3000:]}"
+    a = torch.load(tmp_path / "single" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "ddp" / "last.pt", weights_only=False)
+    assert a["model"].keys() == b["model"].keys()
+    stats = [k for k in a["model"] if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(a["model"][k].shape[0] == 3 for k in stats)
+    for k in a["model"]:
+        torch.testing.assert_close(b["model"][k], a["model"][k], atol=2e-3, rtol=0, msg=k)
+    for k in [k for k in a["model"] if k.endswith("num_batches_tracked")]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for ra, rb in zip(a["history"], b["history"]):
+        assert rb["bn_stats_rank_diff"] == 0.0  # rank 1 holds exactly rank 0's statistics
+        for key in ("train_loss", "val_loss", "breastmnist_val_loss", "retinamnist_val_auc", "mean_val_auc"):
+            assert rb[key] == pytest.approx(ra[key], rel=1e-4, abs=1e-5), key
+    # the datasets' statistics differ, so equal rows are not an accident of identical data
+    rows = a["model"]["backbone.bn1.running_mean"]
+    assert not torch.allclose(rows[0], rows[1], atol=1e-3)

@@ -15,13 +15,14 @@ import pytest
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
 
-from big import data, ingestion, inputdata, registry, scoring  # noqa: E402
+from big import data, inputdata, registry, scoring  # noqa: E402
+from big.submission import read_submission  # noqa: E402
 from big.errors import UsageError  # noqa: E402
-from big.mmpt import config, export, model as mmodel  # noqa: E402
+from big.mmpt import bn, config, export, model as mmodel  # noqa: E402
 from big.mmpt import train as mtrain  # noqa: E402
 from big.reference import build_reference  # noqa: E402
 
-from conftest import REPO, image_python  # noqa: E402
+from conftest import REPO, bundled_program, image_env, image_python  # noqa: E402
 
 pytestmark = pytest.mark.torch
 def save_checkpoint(cfg, path, *, fp16_round=False, seed=0):
@@ -31,7 +32,7 @@ def save_checkpoint(cfg, path, *, fp16_round=False, seed=0):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
+            if isinstance(m, (torch.nn.BatchNorm2d, bn.DomainBatchNorm)):  # per_dataset: every row differs
                 m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
                 m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
                 m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
@@ -186,10 +187,8 @@ def test_export_ingestion_score(trained, tmp_path):
     with zipfile.ZipFile(code) as zf:
         zf.extractall(prog)
     shutil.copytree(prog, out)  # CodaBench copies a zip without metadata into the output
-    lines = []
-    cfg = ingestion.IngestionConfig(time_budget_s=300, stop_margin_s=1.0, data_dir="")
-    rc = ingestion.run_ingestion(inp, out, prog, config=cfg, log=lines.append, err=lines.append)
-    assert rc == 0, "\n".join(lines)
+    r = _big("ingest", inp, out, prog, "--data-dir", tmp_path / "no_app_data", "--time-budget", 300)
+    assert r.returncode == 0, r.stdout + r.stderr
     assert json.loads((out / "ingestion_status.json").read_text())["status"] == "ok"
     err = io.StringIO()
     rc = scoring.run(out, trained["ref"], tmp_path / "score", config=scoring.ScoringConfig(n_boot=0, report=False),
@@ -205,3 +204,42 @@ def test_export_ingestion_score(trained, tmp_path):
     s_pred = json.loads((tmp_path / "score2" / "scores.json").read_text())
     for k in ("auc", "balacc", "kappa"):
         assert s_code[k] == pytest.approx(s_pred[k], abs=1e-6), k
+
+
+def test_per_dataset_export_ingests_in_gpu310_and_reproduces_predict(tmp_path):
+    """bn_mode per_dataset: the float32 export, run by the bundled ingestion program in the gpu310
+    venv (python 3.10, torch 2.3.1, no timm, project not installed), gives big predict's scores."""
+    gpu310 = image_python("gpu310")
+    src = tmp_path / "npz"
+    data.synthesize(src, sizes=(28,), n_per_split="train=4,val=4,test=6", seed=9)
+    cfg = config.resolve({"model": "resnet18", "img_size": 28, "pretrained": False, "bn_mode": "per_dataset"})
+    save_checkpoint(cfg, tmp_path / "ck.pt")
+    from big.mmpt.predict import predict
+
+    n = {f: 6 for f in registry.flags()}
+    want = read_submission(predict(tmp_path / "ck.pt", "test", src, tmp_path / "pred.zip", device="cpu",
+                                   log=lambda m: None), split="test", expected_n=n).predictions
+    out, mc = export.export(tmp_path / "ck.pt", tmp_path / "code.zip", dtype="float32", log=lambda m: None)
+    assert mc["bn_mode"] == "per_dataset" and mc["bn_datasets"] == list(registry.flags())
+    with np.load(io.BytesIO(zipfile.ZipFile(out).read("weights.npz"))) as z:
+        assert z["backbone.bn1.running_mean"].shape == (12, 64)
+    prog, res = tmp_path / "ingested_program", tmp_path / "output"
+    with zipfile.ZipFile(out) as zf:
+        zf.extractall(prog)
+    shutil.copytree(prog, res)
+    inp = inputdata.write_input_data(src, "test", [28], tmp_path / "input_data", allow_synthetic=True)
+    program = bundled_program("ingestion_program", tmp_path / "bundle" / "ingestion_program")
+    r = subprocess.run([str(gpu310), str(program / "ingest.py"), str(inp), str(res), str(prog),
+                        "--data-dir", str(tmp_path / "no_app_data")], capture_output=True, text=True,
+                       env=image_env(PYTHONUNBUFFERED="1"), cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    got = read_submission(res, split="test", expected_n=n).predictions
+    for flag in registry.flags():
+        np.testing.assert_allclose(got[flag], want[flag], atol=1e-5, rtol=0, err_msg=flag)
+    # the datasets' statistics really differ: predicting with another dataset's rows changes the scores
+    m = load_exported(out, tmp_path / "x").Model(device="cpu")
+    imgs = images_for("dermamnist", 28, n=4)
+    own = m.predict("dermamnist", imgs)
+    m.use_dataset("bloodmnist")
+    m.bn_dataset = "dermamnist"  # pretend the switch was done: the dermamnist head now sees bloodmnist's statistics
+    assert np.abs(m.predict("dermamnist", imgs) - own).max() > 1e-3

@@ -2,7 +2,8 @@
 
 Zip contents (at its root): ``model.py`` (= ``big/mmpt/submission_model.py``, self-contained),
 ``weights.npz`` (the MultiNet state dict with timm's parameter names, fp16 floats by default) and
-``model_config.json`` (backbone, resolution, normalisation, padding, heads). No ``metadata`` file:
+``model_config.json`` (backbone, resolution, normalisation, padding, heads, BatchNorm mode). A
+``bn_mode: per_dataset`` checkpoint keeps its (D, C) per-dataset statistics in weights.npz. No ``metadata`` file:
 the ingestion program imports model.py and calls ``Model().predict(dataset, images)``.
 """
 from __future__ import annotations
@@ -51,6 +52,10 @@ def export_config(cfg: Mapping, norm: Mapping, *, arch: Optional[str], num_heads
         "std": list(norm["std"]),
         "batch_size": int(cfg.get("eval_batch_size", 64)),
         "heads": {f: registry.get(f).n_labels for f in cfg["datasets"]},
+        # per_dataset: every BatchNorm running_mean/var (num_batches_tracked) in weights.npz has one
+        # row per dataset, in this order; model.py loads the predicted dataset's row before predicting
+        "bn_mode": cfg["bn_mode"],
+        "bn_datasets": list(cfg["datasets"]) if cfg["bn_mode"] == "per_dataset" else None,
         "multilabel": [f for f in cfg["datasets"] if registry.get(f).kind == registry.MULTILABEL],
     }
 

@@ -3,7 +3,9 @@
 Self-contained: numpy + torch only (runs with torch 2.3.1 on Python 3.10, the gpu310 image) for
 ResNet-18/34 and ViT (patch16) backbones, re-implemented in plain PyTorch with timm's parameter
 names. Other backbones are rebuilt with timm, which the stock image does not have: they need the
-project's docker image. The weights (``weights.npz``, fp16 by default) and ``model_config.json``
+project's docker image. ``bn_mode: per_dataset`` models keep one set of BatchNorm running statistics
+per dataset (rows of the running_mean/var arrays, in ``bn_datasets`` order); ``predict`` puts the
+predicted dataset's set into the BatchNorm layers first. The weights (``weights.npz``, fp16 by default) and ``model_config.json``
 lie beside this file and are found relative to it.
 
 API: ``Model().predict(dataset, images)`` with images uint8 (B,S,S) or (B,S,S,3) at
@@ -151,6 +153,24 @@ def timm_backbone(cfg):
     return timm.create_model(cfg["model"], pretrained=False, num_classes=0, **cfg.get("model_kwargs", {}))
 
 
+_BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def split_bn_stats(backbone_weights, datasets):
+    """per_dataset: {dataset: {key: that dataset's row}} of every BatchNorm statistic, and the
+    weights with the first dataset's rows in place (so the backbone loads strictly)."""
+    per = {d: {} for d in datasets}
+    out = dict(backbone_weights)
+    for k, v in backbone_weights.items():
+        if k.rsplit(".", 1)[-1] in _BN_STATS:
+            if v.shape[0] != len(datasets):
+                raise ValueError(f"{k}: {v.shape[0]} rows of BatchNorm statistics for {len(datasets)} datasets")
+            for i, d in enumerate(datasets):
+                per[d][k] = v[i]
+            out[k] = v[0]
+    return per, out
+
+
 def load_weights(path=HERE / "weights.npz"):
     with np.load(path) as z:
         return {k: torch.from_numpy(z[k].astype(np.float32) if z[k].dtype.kind == "f" else z[k]) for k in z.files}
@@ -165,6 +185,10 @@ class Model:
         cfg = CONFIG
         w = load_weights()
         bb = {k[len("backbone."):]: v for k, v in w.items() if k.startswith("backbone.")}
+        self.bn_stats = None
+        if cfg.get("bn_mode") == "per_dataset":
+            self.bn_stats, bb = split_bn_stats(bb, cfg["bn_datasets"])
+        self.bn_dataset = None
         if cfg["arch"] in ("resnet", "vit"):
             self.backbone = plain_backbone(cfg["arch"], bb)
         else:
@@ -199,10 +223,17 @@ class Model:
             x = F.pad(x, (a, self.pad_to - s - a, a, self.pad_to - s - a), value=0.0)
         return x
 
+    def use_dataset(self, dataset):
+        """per_dataset: put ``dataset``'s BatchNorm statistics into the backbone (once per switch)."""
+        if self.bn_stats is not None and self.bn_dataset != dataset:
+            self.backbone.load_state_dict(self.bn_stats[dataset], strict=False)
+            self.bn_dataset = dataset
+
     @torch.no_grad()
     def predict(self, dataset, images):
         if dataset not in self.heads:
             raise KeyError(f"no head for dataset {dataset!r}")
+        self.use_dataset(dataset)
         images = np.asarray(images)
         out = []
         for a in range(0, images.shape[0], self.batch_size):
