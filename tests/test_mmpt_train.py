@@ -142,18 +142,37 @@ def test_config_errors_are_clear(tmp_path):
         config.parse_overrides(["--lr"])
 
 
+PER_DATASET_SUFFIX = "_bn_per_dataset"
+
+
 def test_all_sixteen_baseline_configs_resolve():
-    paths = sorted((REPO / "baselines" / "configs").glob("*.yaml"))
+    paths = sorted(p for p in (REPO / "baselines" / "configs").glob("*.yaml") if not p.stem.endswith(PER_DATASET_SUFFIX))
     assert len(paths) == 16
     seen = set()
     for p in paths:
         cfg = config.load(p)
+        assert cfg["bn_mode"] == "shared" and cfg["select_by"] == "val_loss"  # thesis-faithful
         assert cfg["pretrained"] is True and cfg["seed"] == 9930641 and cfg["batch_size"] == 64
         assert cfg["lr"] == 1e-4 and cfg["weight_decay"] == 0.01 and cfg["early_stopping"] == 10
         assert cfg["datasets"] == list(registry.flags()) and not cfg["native_resolution"]
         seen.add((cfg["model"], cfg["img_size"], cfg["weighted_loss"]))
     assert seen == {(m, s, w) for m in ("resnet18", "vit_base_patch16_224") for s in registry.SIZES
                     for w in (True, False)}
+
+
+def test_per_dataset_configs_differ_from_their_thesis_config_only_in_batchnorm():
+    """One bn_mode per_dataset config beside each resnet18 config (a ViT has no BatchNorm)."""
+    configs = REPO / "baselines" / "configs"
+    variants = sorted(configs.glob(f"*{PER_DATASET_SUFFIX}.yaml"))
+    assert {p.stem[:-len(PER_DATASET_SUFFIX)] for p in variants} == {p.stem for p in configs.glob("mmpt_resnet18_*.yaml")
+                                                                    if not p.stem.endswith(PER_DATASET_SUFFIX)}
+    for p in variants:
+        base = config.load(configs / (p.stem[:-len(PER_DATASET_SUFFIX)] + ".yaml"))
+        cfg = config.load(p)
+        assert cfg["bn_mode"] == "per_dataset" and cfg["select_by"] == "val_loss"
+        assert cfg["save_best"] == ["val_loss", "mean_auc"] and cfg["output"] == f"runs/{p.stem}"
+        assert {k for k in cfg if cfg[k] != base[k]} == {"bn_mode", "save_best", "output", "name"}, p.name
+        assert p.name in p.read_text()  # its "Reproduce:" line names this file
 
 
 def test_cli_train_with_overrides(tiny_root, tmp_path):

@@ -197,10 +197,10 @@ def run(args) -> int:
             from .. import data
 
             data.synthesize(data_root, sizes=(28,), n_per_split="train=48,val=32,test=32", seed=5, flags=datasets)
-    else:
-        if not args.data_root:
-            raise UsageError(["give --data-root DIR (the MedMNIST+ npz files), or --smoke for synthetic data"])
+    elif args.data_root:
         data_root = Path(args.data_root).resolve()
+    elif not args.report_only:
+        raise UsageError(["give --data-root DIR (the MedMNIST+ npz files), or --smoke for synthetic data"])
     seeds = list(args.seeds)
     if not args.report_only:
         import torch
