@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import yaml
 
-from big import cli, data, registry
+from big import cli, data, limits, registry
 from big.codabench import bundle as B
+from big.codabench import dates
 from big.codabench.lint import lint_bundle
 from big.codabench.worker import RunLocalOptions, run_local
 from big.errors import UsageError
@@ -93,8 +94,8 @@ def test_bundle_layout_and_zip_root(mixed_bundle):
     doc = yaml.safe_load((res.folder / "competition.yaml").read_text())
     assert doc["version"] == 2 and doc["docker_image"] == B.IMAGE_CODE
     assert doc["leaderboards"][0]["columns"] == registry.leaderboard_columns()
-    assert doc["phases"][0]["start"].isoformat(" ") == "2026-12-10 00:00:00"
-    assert doc["phases"][1]["start"] > doc["phases"][0]["end"]
+    assert doc["phases"][0]["start"] == "2026-12-10 00:00:00"  # a quoted string: CodaBench keeps the time
+    assert dates.parse_utc(doc["phases"][1]["start"]) > dates.parse_utc(doc["phases"][0]["end"])
     assert "SYNTHETIC" in doc["title"] and doc["contact_email"] == ORG["contact_email"]
     assert "ingestion_program" in doc["tasks"][0] and doc["tasks"][1]["input_data"] == "final/input_data/"
     about = (res.folder / "pages" / "about.md").read_text()
@@ -102,9 +103,11 @@ def test_bundle_layout_and_zip_root(mixed_bundle):
     assert "SYNTHETIC DATA" in (res.folder / "pages" / "overview.md").read_text()
     data_page = (res.folder / "pages" / "data.md").read_text()
     assert "CC BY-NC 4.0" in data_page and "DermaMNIST" in data_page
-    # the ingestion time budget: execution_time_limit minus the margin, comments kept
+    # the ingestion time budget: the effective limit min(cap, execution_time_limit) minus the margin
     icfg = (res.folder / "ingestion_program" / "config.yaml").read_text()
-    assert yaml.safe_load(icfg)["time_budget_s"] == B.time_budget(doc["phases"][0]["execution_time_limit"])
+    cfg = yaml.safe_load(icfg)
+    assert cfg["platform_cap_s"] == limits.DEFAULT_QUEUE_CAP_S
+    assert cfg["time_budget_s"] == limits.time_budget(min(600, doc["phases"][0]["execution_time_limit"])) == 480
     assert "#" in icfg
     assert res.synthetic and not [f for f in res.findings if f.level == "error"]
     assert not [f for f in lint_bundle(res.zip_path) if f.level == "error"]
@@ -114,6 +117,66 @@ def test_time_budget_margin():
     assert B.time_budget(1200) == 1080       # 120 s margin
     assert B.time_budget(3600) == 3240       # 10 %
     assert B.time_budget(600) == 480
+
+
+def fake_repo(tmp: Path, edit=None) -> Path:
+    """A copy of what `big bundle` reads from the repository, with competition.yaml edited as text."""
+    import shutil
+
+    repo = tmp / "repo"
+    repo.mkdir(parents=True)
+    for name in ("competition.yaml", "logo.png", "pages", "scoring_program", "ingestion_program"):
+        src = Path(B.REPO) / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, repo / name)
+    if edit:
+        path = repo / "competition.yaml"
+        path.write_text(edit(path.read_text()))
+    return repo
+
+
+def build(synth_root, tmp: Path, repo: Path = B.REPO, **kw) -> B.BundleResult:
+    opts = dict(data_root=synth_root, out=tmp / "b.zip", input_sizes=[28], allow_synthetic=True,
+                keep_folder=tmp / "folder", repo=repo, **ORG)
+    opts.update(kw)
+    return B.build_bundle(B.BundleOptions(**opts), log=lambda m: None)
+
+
+def test_unquoted_template_dates_are_written_quoted(synth_root, tmp_path):
+    """An organizer's template with unquoted date-times: the bundle keeps the times they wrote, quoted."""
+    import re
+
+    repo = fake_repo(tmp_path, lambda text: re.sub(r"^(\s+(?:start|end):\s*)'([^']*)'", r"\1\2", text, flags=re.M))
+    assert "end: 2027-05-31 23:59:59\n" in (repo / "competition.yaml").read_text()
+    res = build(synth_root, tmp_path, repo)
+    text = (res.folder / "competition.yaml").read_text()
+    assert "end: '2027-05-31 23:59:59'" in text and "start: '2027-06-01 00:00:00'" in text
+    assert "phases[0].end: 2027-05-31 23:59:59 (unquoted) -> '2027-05-31 23:59:59'" in res.changes
+    assert not [f for f in res.findings if f.rule == "phases"]
+
+
+def test_platform_cap_carried_through(synth_root, tmp_path):
+    """--platform-cap is stored in the bundle and every figure derives from min(cap, limit)."""
+    repo = fake_repo(tmp_path, lambda text: text.replace("execution_time_limit: 600", "execution_time_limit: 1500"))
+    res = build(synth_root, tmp_path / "a", repo, platform_cap=1200)
+    cfg = yaml.safe_load((res.folder / "ingestion_program" / "config.yaml").read_text())
+    assert cfg["platform_cap_s"] == 1200 and cfg["time_budget_s"] == 1080
+    page = (res.folder / "pages" / "submission.md").read_text()
+    assert "may run **1200 s** (the phase asks for 1500 s; the shared queue stops every job at 1200 s)" in page
+    assert "after **1080 s**" in page
+    assert sum("exceeds the default queue's cap (1200 s)" in f.message for f in lint_bundle(res.folder)) == 2
+    # the default cap (600 s) without --platform-cap
+    res = build(synth_root, tmp_path / "b", repo)
+    assert yaml.safe_load((res.folder / "ingestion_program" / "config.yaml").read_text())["time_budget_s"] == 480
+    assert "after **480 s**" in (res.folder / "pages" / "submission.md").read_text()
+    # an own queue: no cap, the phase's limit applies unchanged
+    res = build(synth_root, tmp_path / "c", repo, queue="12345678-1234-1234-1234-123456789abc")
+    cfg = yaml.safe_load((res.folder / "ingestion_program" / "config.yaml").read_text())
+    assert cfg["platform_cap_s"] is None and cfg["time_budget_s"] == limits.time_budget(1500) == 1350
+    page = (res.folder / "pages" / "submission.md").read_text()
+    assert "may run **1500 s**." in page and "own compute queue" in page
+    assert not [f for f in lint_bundle(res.folder) if "cap" in f.message]
+    with pytest.raises(UsageError, match="give one of the two"):
+        build(synth_root, tmp_path / "d", repo, queue="12345678-1234-1234-1234-123456789abc", platform_cap=600)
 
 
 def test_results_only_bundle(results_bundle):
@@ -137,6 +200,7 @@ def test_results_only_bundle(results_bundle):
     ({"queue": "my-gpu"}, "--queue"),
     ({"organizer": None}, "--organizer"),
     ({"start": "1st of May"}, "--start"),
+    ({"platform_cap": 0}, "--platform-cap"),
 ])
 def test_bad_options_write_nothing(synth_root, tmp_path, kwargs, message):
     opts = dict(data_root=synth_root, out=tmp_path / "b.zip", allow_synthetic=True, **ORG)

@@ -1,9 +1,9 @@
-"""The scoring program folder runs in virtualenvs pinned like the CodaBench images, project NOT installed.
+"""The program folders run in virtualenvs pinned like the CodaBench images, project NOT installed.
 
-``make venvs`` builds them: .venv-py312 = codalab-legacy:py312 (python 3.12, numpy 1.26.4,
-scikit-learn 1.5.1, pandas 2.2.3, matplotlib 3.8.4, pyyaml 6.0.2) and .venv-gpu310 =
-codalab-legacy:gpu310 (python 3.10, numpy 1.26.4, scikit-learn 1.5.0, pandas 2.2.2, matplotlib 3.9.0,
-PyYAML 6.0.1, torch 2.3.1). Under CI=true a missing venv fails the test instead of skipping it.
+``make venvs`` builds them with the image resolver (``big image-env``, big/imageenv.py, whose table
+holds each image's Python version and pins): .venv-py312 = codalab-legacy:py312, .venv-gpu310 =
+codalab-legacy:gpu310 (torch 2.3.1) and .venv-big-gpu310 = the docker/ image (gpu310 + torchvision
+and timm). Under CI=true a missing venv fails the test instead of skipping it.
 """
 from __future__ import annotations
 
@@ -13,33 +13,45 @@ import subprocess
 
 import pytest
 
-from big import registry
+from big import imageenv, registry
 from big.submission import write_submission
 from conftest import bundled_program, image_env, image_python, labels_of, oracle_predictions
 
-IMAGES = {
-    "py312": {"python": "3.12", "numpy": "1.26.4", "pandas": "2.2.3", "matplotlib": "3.8.4", "yaml": "6.0.2"},
-    "gpu310": {"python": "3.10", "numpy": "1.26.4", "pandas": "2.2.2", "matplotlib": "3.9.0", "yaml": "6.0.1"},
-}
+#: the images the scoring program must run in (results-only: py312; code track: gpu310)
+SCORING_IMAGES = ("py312", "gpu310")
 
 
 @pytest.mark.codabench_env
-@pytest.mark.parametrize("image", sorted(IMAGES))
+@pytest.mark.parametrize("image", imageenv.names())
 def test_image_pins(image):
-    py = image_python(image)
-    code = ("import sys, numpy, pandas, matplotlib, yaml; print(sys.version_info[:2], numpy.__version__, "
-            "pandas.__version__, matplotlib.__version__, yaml.__version__)")
-    out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, env=image_env()).stdout
-    want = IMAGES[image]
-    major, minor = want["python"].split(".")
-    assert out.split(")")[0] == f"({major}, {minor}"
-    assert out.split(")")[1].split() == [want["numpy"], want["pandas"], want["matplotlib"], want["yaml"]]
-    proc = subprocess.run([str(py), "-c", "import big"], capture_output=True, text=True, env=image_env(), cwd="/")
+    """Each venv has its image's Python minor version and every pin of the table (one source)."""
+    image_python(image)
+    env, problems = imageenv.inspect(image)
+    assert env is not None, problems
+    assert env.python_version.rsplit(".", 1)[0] == imageenv.IMAGES[image].minor
+    for req in imageenv.all_pins(env.image):
+        want = imageenv.pinned_version(req)
+        have = env.versions[imageenv.requirement_name(req)]
+        assert have is not None and (want is None or have.split("+")[0] == want), (req, have)
+    proc = subprocess.run([str(env.python), "-c", "import big"], capture_output=True, text=True, env=image_env(),
+                          cwd="/")
     assert proc.returncode != 0, "the project must not be installed in the image venv"
 
 
 @pytest.mark.codabench_env
-@pytest.mark.parametrize("image", sorted(IMAGES))
+@pytest.mark.slow
+def test_competition_image_runs_timm():
+    """The docker/ image's venv: the Dockerfile's own smoke test (timm model from torch 2.3.1)."""
+    py = image_python("big-gpu310")
+    proc = subprocess.run([str(py), "-c", imageenv.IMAGES["big-gpu310"].smoke + "; import torch, torchvision; "
+                           "print(torch.__version__, torchvision.__version__)"],
+                          capture_output=True, text=True, env=image_env(), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[0].startswith("2.3.1") and proc.stdout.split()[1].startswith("0.18.1")
+
+
+@pytest.mark.codabench_env
+@pytest.mark.parametrize("image", SCORING_IMAGES)
 def test_scoring_program_in_image(image, synth_ref, tmp_path):
     py = image_python(image)
     prog = bundled_program("scoring_program", tmp_path / "program")

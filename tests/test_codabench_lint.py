@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -12,6 +13,7 @@ import yaml
 
 from big import cli
 from big.codabench import bundle as B
+from big.codabench import dates
 from big.codabench.lint import lint_bundle
 
 ORG = {"organizer": "Lint Test", "contact_email": "lint@example.org"}
@@ -30,6 +32,11 @@ def bundle(good, tmp_path) -> Path:
     dest = tmp_path / "bundle"
     shutil.copytree(good, dest)
     return dest
+
+
+def shifted(value: str, **delta) -> str:
+    """A quoted phase date moved by a timedelta, written as `big bundle` writes dates."""
+    return dates.format_utc(dates.parse_utc(value) + dt.timedelta(**delta))
 
 
 def edit(folder: Path, fn) -> None:
@@ -158,14 +165,14 @@ def test_phase_dates(bundle):
 
 def test_phase_order_and_end(bundle):
     def fn(d):
-        d["phases"][1]["start"] = d["phases"][0]["end"] - dt.timedelta(days=1)
+        d["phases"][1]["start"] = shifted(d["phases"][0]["end"], days=-1)
         d["phases"][0].pop("end")
     edit(bundle, fn)
     assert_finds(bundle, "phases", "every phase but the last needs an `end`")
 
 
 def test_phase_overlap(bundle):
-    edit(bundle, lambda d: d["phases"][1].__setitem__("start", d["phases"][0]["end"] - dt.timedelta(days=3)))
+    edit(bundle, lambda d: d["phases"][1].__setitem__("start", shifted(d["phases"][0]["end"], days=-3)))
     assert_finds(bundle, "phases", "Phases must be sequential")
 
 
@@ -291,8 +298,44 @@ def test_labels_in_solutions(bundle):
 
 def test_ingestion_budget_below_limit(bundle):
     cfg = bundle / "ingestion_program" / "config.yaml"
-    B._rewrite_yaml_config(cfg, {"time_budget_s": 5000}, "")
-    assert_finds(bundle, "big", "not below the execution_time_limit")
+    B._rewrite_yaml_config(cfg, {"time_budget_s": 600}, "")
+    assert_finds(bundle, "big", "time_budget_s 600 is not below the effective limit 600 s")
+
+
+def warnings(folder, rule=None):
+    return [f for f in lint_bundle(folder) if f.level == "warning" and (rule is None or f.rule == rule)]
+
+
+def test_stale_budget_warns(bundle):
+    """A budget that no longer derives from the limits (a limit edited after the build): rebuild."""
+    B._rewrite_yaml_config(bundle / "ingestion_program" / "config.yaml", {"time_budget_s": 300}, "")
+    found = warnings(bundle, "big")
+    assert any("differs from 480 s" in f.message and "rebuild" in f.message for f in found), [str(f) for f in found]
+    assert errors(bundle) == []
+
+
+def test_execution_time_limit_above_the_cap(bundle):
+    """1200 s asked on the default queue: a warning with the effective 600 s; the budget is checked
+    against the effective limit, so the built 480 s stays right."""
+    edit(bundle, lambda d: [p.__setitem__("execution_time_limit", 1200) for p in d["phases"]])
+    found = warnings(bundle, "phases")
+    assert sum("exceeds the default queue's cap (600 s)" in f.message and "= 600 s" in f.message
+               for f in found) == 2
+    assert errors(bundle) == [] and not [f for f in warnings(bundle, "big") if "time_budget_s" in f.message]
+    B._rewrite_yaml_config(bundle / "ingestion_program" / "config.yaml", {"time_budget_s": 1080}, "")
+    assert_finds(bundle, "big", "not below the effective limit 600 s")
+
+
+def test_recorded_cap_is_read_back(bundle):
+    """The cap `big bundle --platform-cap` recorded decides; a queue set after the build contradicts it."""
+    cfg = bundle / "ingestion_program" / "config.yaml"
+    edit(bundle, lambda d: [p.__setitem__("execution_time_limit", 1200) for p in d["phases"]])
+    B._rewrite_yaml_config(cfg, {"platform_cap_s": 1200, "time_budget_s": 1080}, "")
+    assert errors(bundle) == [] and not [f for f in warnings(bundle) if "cap" in f.message]
+    edit(bundle, lambda d: d.__setitem__("queue", "12345678-1234-1234-1234-123456789abc"))
+    assert any("platform_cap_s is 1200 s but competition.yaml sets a queue" in f.message for f in warnings(bundle, "big"))
+    B._rewrite_yaml_config(cfg, {"platform_cap_s": "soon"}, "")
+    assert_finds(bundle, "big", "platform_cap_s")
 
 
 def test_code_track_image_without_torch_warns(bundle):
@@ -342,3 +385,62 @@ def test_phase_in_the_past_warns(bundle):
     found = lint_bundle(bundle)
     assert any(f.level == "warning" and "ended on 2020-06-30" in f.message for f in found)
     assert not [f for f in found if f.level == "error"]
+
+
+# -- phase dates as CodaBench stores them (codabench.md §1.5) -------------------------------------
+
+@pytest.fixture(scope="module")
+def noon(synth_root, tmp_path_factory) -> Path:
+    """`big bundle --start "2026-12-01 12:00:00"`: back-to-back phases within the same day."""
+    tmp = tmp_path_factory.mktemp("lint_noon")
+    assert cli.main(["bundle", "--data-root", str(synth_root), "--out", str(tmp / "b.zip"), "--input-sizes", "28",
+                     "--allow-synthetic", "--organizer", "Noon", "--contact-email", "noon@example.org",
+                     "--start", "2026-12-01 12:00:00", "--keep-folder", str(tmp / "folder")]) == 0
+    return tmp / "folder"
+
+
+def test_noon_start_lints_clean_and_dates_are_stored_as_written(noon):
+    findings = lint_bundle(noon)
+    assert [f for f in findings if f.level == "error"] == []
+    assert [str(f) for f in findings if "SYNTHETIC" not in f.message] == []  # only the synthetic-data warnings
+    text = (noon / "competition.yaml").read_text()
+    assert "end: '2027-06-01 11:59:59'" in text and "start: '2027-06-01 12:00:00'" in text
+    for ph in yaml.safe_load(text)["phases"]:
+        for key in ("start", "end"):
+            if key in ph:
+                assert dates.codabench_datetime(ph[key]) == dates.parse_utc(ph[key]), (key, ph[key])
+
+
+def unquote_dates(folder: Path) -> None:
+    """What an organizer's editor (or an older template) does: the phase dates without quotes."""
+    path = folder / "competition.yaml"
+    path.write_text(re.sub(r"^(\s+(?:start|end):\s*)'([^']*)'", r"\1\2", path.read_text(), flags=re.M))
+
+
+def test_hand_edited_unquoted_datetimes_conflict(noon, tmp_path, capsys):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(noon, bundle)
+    unquote_dates(bundle)
+    assert "end: 2027-06-01 11:59:59\n" in (bundle / "competition.yaml").read_text()
+    found = [f for f in lint_bundle(bundle) if f.rule == "phases"]
+    cut = [f for f in found if f.level == "warning" and "cuts it to midnight" in f.message]
+    assert len(cut) == 3  # dev start, dev end, test start
+    assert any("phases[0] (Development).end" == f.where and "written as 2027-06-01 11:59:59" in f.message
+               and "stores 2027-06-01 00:00:00" in f.message and "end: '2027-06-01 11:59:59'" in f.message for f in cut)
+    assert any(f.level == "error" and "'Phases dates conflict'" in f.message for f in found)
+    assert cli.main(["lint", str(bundle)]) == 1
+    assert "Phases dates conflict" in capsys.readouterr().err
+
+
+def test_hand_edited_template_dates_close_a_day_early(good, bundle):
+    """The old template's unquoted `end: 2027-05-31 23:59:59` is stored as midnight: a warning, no error."""
+    unquote_dates(bundle)
+    found = [f for f in lint_bundle(bundle) if f.rule == "phases"]
+    assert not [f for f in found if f.level == "error"]
+    assert any(f.level == "warning" and f.where.endswith(".end") and "stores 2027-05-31 00:00:00 UTC" in f.message
+               for f in found), [str(f) for f in found]
+
+
+def test_unreadable_date_is_an_error(bundle):
+    edit(bundle, lambda d: d["phases"][1].__setitem__("start", 20270601))
+    assert_finds(bundle, "phases", "the upload fails")

@@ -78,9 +78,13 @@ def test_pages_exist_and_template_lints_after_filling(tmp_path):
 
 
 def test_timezone_offsets_warn(tmp_path):
+    """CodaBench replaces an offset by UTC: a quoted offset and an unquoted one both get a warning
+    that says what CodaBench stores."""
     doc = template()
     doc["phases"][0]["start"] = "PLACEHOLDER"
-    text = yaml.safe_dump(doc, sort_keys=False).replace("PLACEHOLDER", "2026-12-01T00:00:00+02:00")
-    (tmp_path / "competition.yaml").write_text(text)
-    found = [f for f in L.lint_bundle(tmp_path) if f.rule == "phases" and f.level == "warning"]
-    assert any("drops the offset" in f.message or "write UTC" in f.message for f in found)
+    for written, stored in (("'2026-12-01T00:00:00+02:00'", "stores 2026-12-01 00:00:00 UTC"),
+                            ("2026-12-01T10:00:00+02:00", "stores 2026-12-01 00:00:00 UTC")):
+        text = yaml.safe_dump(doc, sort_keys=False).replace("PLACEHOLDER", written)
+        (tmp_path / "competition.yaml").write_text(text)
+        found = [f for f in L.lint_bundle(tmp_path) if f.rule == "phases" and f.level == "warning"]
+        assert any(stored in f.message and "phases[0]" in f.where for f in found), [str(f) for f in found]
