@@ -49,9 +49,17 @@ class BigError(Exception):
 
 
 class SubmissionError(BigError):
-    """The submission (result zip, prediction folder or code submission) is invalid."""
+    """The submission (result zip, prediction folder or code submission) is invalid.
+
+    ``kind`` says what the submission is, when known ("result" or "code", as :mod:`big.kind`
+    decides): the advice on how to check it locally depends on it.
+    """
 
     audience = "participant"
+
+    def __init__(self, problems: Iterable, summary: Optional[str] = None, *, kind: Optional[str] = None):
+        super().__init__(problems, summary)
+        self.kind = kind
 
 
 class ReferenceDataError(BigError):

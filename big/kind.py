@@ -11,6 +11,14 @@ and stated on the submission page:
    prediction files are missing or misnamed.
 4. Otherwise: **neither**, with the reason.
 
+Zips made by some Windows tools (PowerShell's ``Compress-Archive`` in Windows PowerShell 5) use
+``\\`` between folder names. When no name uses ``/`` and some use ``\\``, the backslash is read as the
+separator (:func:`posix_names`). CodaBench extracts such a zip with Python's zipfile on Linux, so
+``sub\\x.csv`` arrives in ``res/`` as one file whose name holds a backslash; the same rule decides
+the folder as it decides the zip. A result submission made that way is accepted. A code submission
+made that way is not (its folders would not exist on the platform): the reason says how to zip it
+again.
+
 CodaBench's own earlier rule is not part of this: a ``metadata`` file at the zip root makes the
 platform treat the zip as a program of its own (codabench.md §2.4); the worker emulator keeps that
 behaviour and validation explains it.
@@ -20,7 +28,7 @@ Pure function over relative posix paths, so a zip listing and a folder walk are 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional
 
 from . import registry
 
@@ -38,11 +46,24 @@ class Kind:
     model: Optional[str] = None  # path of model.py (code), or of the ignored one beside complete results
     size: Optional[int] = None  # the size of a complete set of predictions
     reason: str = ""  # for NEITHER: what was found, for the participant
+    backslashes: bool = False  # the names used '\\' between folders (read as '/')
 
     @property
     def complete(self) -> bool:
         """All twelve prediction files of one size are present (a result submission for sure)."""
         return self.kind == RESULT and self.size is not None
+
+
+REZIP = ("zip it again with a tool that writes '/' between folder names: in the folder, `tar -a -c -f "
+         "../sub.zip *` (Windows 10 and later), 7-Zip, or `python -m zipfile -c sub.zip FILES...`")
+
+
+def posix_names(names: Iterable[str]) -> Dict[str, str]:
+    """Each name -> its posix form. ``\\`` separates folders when no name uses ``/`` (Windows zips)."""
+    names = list(names)
+    if any("/" in n for n in names) or not any("\\" in n for n in names):
+        return {n: n for n in names}
+    return {n: n.replace("\\", "/") for n in names}
 
 
 def _ignored(name: str) -> bool:
@@ -66,7 +87,22 @@ def _complete_size(present: set, folder: str) -> Optional[int]:
 
 
 def submission_kind(names: Iterable[str]) -> Kind:
-    """Decide what the files ``names`` (posix paths relative to the submission root; files only) are."""
+    """Decide what the files ``names`` (paths relative to the submission root; files only) are.
+
+    Paths in the result are posix paths (after :func:`posix_names`)."""
+    mapping = posix_names(names)
+    slashes = any(k != v for k, v in mapping.items())
+    k = _kind(mapping.values())
+    if slashes:
+        if k.kind == CODE:
+            return Kind(NEITHER, backslashes=True, reason=(
+                "the zip writes '\\' between folder names (a Windows zip): the platform extracts it on Linux, where "
+                f"each such path becomes one file name, so model.py would not find its files; {REZIP}"))
+        return Kind(k.kind, folder=k.folder, model=k.model, size=k.size, reason=k.reason, backslashes=True)
+    return k
+
+
+def _kind(names: Iterable[str]) -> Kind:
     files = sorted(n for n in names if n and not n.endswith("/") and not _ignored(n))
     present = set(files)
     tops = sorted({n.split("/", 1)[0] for n in files})

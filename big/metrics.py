@@ -99,9 +99,34 @@ def _binary_auc(y: np.ndarray, s: np.ndarray, W: np.ndarray) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
-def _confusion(y: np.ndarray, pred: np.ndarray, k: int, W: np.ndarray) -> np.ndarray:
+def _binary_auc_unweighted(y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """:func:`_binary_auc` with every weight 1 and finite scores, by sorting values only: for each
+    positive, the negatives strictly below it and those tied with it. Every partial sum is an exact
+    integer or half-integer, so the result is the same double as :func:`_binary_auc`'s."""
+    pos = y.astype(bool)
+    n_pos = int(np.count_nonzero(pos))
+    n_neg = pos.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return np.array([np.nan])
+    neg = np.sort(s[~pos])
+    sp = np.sort(s[pos])
+    below = np.searchsorted(neg, sp, "left")
+    upto = np.searchsorted(neg, sp, "right")
+    num = float(below.sum()) + 0.5 * float((upto - below).sum())
+    return np.array([num / (n_pos * n_neg)])
+
+
+def _auc_column(y: np.ndarray, s: np.ndarray, W: np.ndarray, unweighted: bool) -> np.ndarray:
+    if unweighted and np.isfinite(s).all():
+        return _binary_auc_unweighted(y, s)
+    return _binary_auc(y, s, W)
+
+
+def _confusion(y: np.ndarray, pred: np.ndarray, k: int, W: np.ndarray, unweighted: bool = False) -> np.ndarray:
     """(B, k, k) weighted confusion matrices, rows = truth, columns = prediction."""
     cells = y * k + pred
+    if unweighted:  # every weight 1: integer counts, the same numbers as the sums below
+        return np.bincount(cells, minlength=k * k).astype(np.float64).reshape(1, k, k)
     order = np.argsort(cells, kind="stable")
     c_sorted = cells[order]
     starts = np.flatnonzero(np.r_[True, c_sorted[1:] != c_sorted[:-1]])
@@ -155,13 +180,14 @@ def auc_score(y_true, y_score, *, kind: str, sample_weight=None) -> ArrayOrFloat
     y = _as_labels(y_true, kind)
     s = _as_scores(y_score, y.shape[0])
     W, sq = _weights(sample_weight, y.shape[0])
+    one = sample_weight is None
     if kind == BINARY:
-        return _out(_binary_auc(y, s[:, 1], W), sq)
+        return _out(_auc_column(y, s[:, 1], W, one), sq)
     if kind == MULTILABEL:
-        per = np.stack([_binary_auc(y[:, j], s[:, j], W) for j in range(y.shape[1])])
+        per = np.stack([_auc_column(y[:, j], s[:, j], W, one) for j in range(y.shape[1])])
         return _out(_nanmean_rows(per), sq)
     if kind == MULTICLASS:
-        per = np.stack([_binary_auc((y == c).astype(np.int64), s[:, c], W) for c in range(s.shape[1])])
+        per = np.stack([_auc_column((y == c).astype(np.int64), s[:, c], W, one) for c in range(s.shape[1])])
         return _out(_nanmean_rows(per), sq)
     raise ValueError(f"unknown task kind {kind!r}")
 
@@ -173,12 +199,13 @@ def _hard_metric(y_true, y_score, kind: str, sample_weight, from_cm) -> ArrayOrF
     s = _as_scores(y_score, y.shape[0])
     W, sq = _weights(sample_weight, y.shape[0])
     pred = hard_predictions(s, kind)
+    one = sample_weight is None
     if kind == MULTILABEL:
-        per = [np.where(_label_defined(y[:, j], W), from_cm(_confusion(y[:, j], pred[:, j], 2, W)), np.nan)
+        per = [np.where(_label_defined(y[:, j], W), from_cm(_confusion(y[:, j], pred[:, j], 2, W, one)), np.nan)
                for j in range(y.shape[1])]
         return _out(_nanmean_rows(np.stack(per)), sq)
     k = s.shape[1] if kind == MULTICLASS else 2
-    return _out(from_cm(_confusion(y, pred, k, W)), sq)
+    return _out(from_cm(_confusion(y, pred, k, W, one)), sq)
 
 
 def balanced_accuracy_score(y_true, y_score, *, kind: str, sample_weight=None) -> ArrayOrFloat:

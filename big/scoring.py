@@ -167,16 +167,33 @@ def build_details(sub: Submission, ref: Reference, per_dataset, scores, config: 
 # I/O
 # ---------------------------------------------------------------------------------------------
 
-def _failure_html(output: Path, title: str, lines: List[str], summary: str) -> None:
+def check_advice(kind: Optional[str]) -> str:
+    """How to check a submission of this kind locally (the failure page's last paragraph)."""
+    if kind == "code":
+        return ("Run your code submission locally before submitting: <code>big result-zip --model DIR/model.py "
+                "--data-root DATA --split val --out result.zip</code> writes the result zip the platform would "
+                "score, and <code>big validate result.zip --split val</code> checks it; <code>big ingest INPUT_DATA "
+                "OUTPUT DIR</code> runs it exactly as the ingestion program does.")
+    if kind == "result":
+        return ("Check your files locally with <code>big validate SUBMISSION.zip --split val|test</code> "
+                "before submitting.")
+    return ("Check a result submission locally with <code>big validate SUBMISSION.zip --split val|test</code>, a code "
+            "submission with <code>big result-zip</code> or <code>big ingest</code>, before submitting.")
+
+
+def _failure_html(output: Path, title: str, lines: List[str], summary: str, kind: Optional[str] = None) -> None:
     import html
 
-    items = "\n".join(f"<li><code>{html.escape(x)}</code></li>" for x in lines)
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+    def esc(text: str) -> str:
+        return html.escape(text.encode("utf-8", "backslashreplace").decode("utf-8"))
+
+    items = "\n".join(f"<li><code>{esc(x)}</code></li>" for x in lines)
+    advice = check_advice(kind) if title.startswith("Submission") else ""
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}li{margin:.3em 0}"
             "h1{color:#a40000}</style></head><body>"
-            f"<h1>{html.escape(title)}</h1><p><b>{html.escape(summary)}</b></p><ul>{items}</ul>"
-            "<p>Check your files locally with <code>big validate SUBMISSION --split val|test</code> "
-            "before submitting. No score was recorded.</p></body></html>")
+            f"<h1>{esc(title)}</h1><p><b>{esc(summary)}</b></p><ul>{items}</ul>"
+            f"<p>{advice} No score was recorded.</p></body></html>")
     tmp = output / (HTML_FILE + ".partial")
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, output / HTML_FILE)
@@ -243,7 +260,7 @@ def _fail(exc: BigError, output: Path, err: TextIO, title: str, code: int) -> in
     for line in lines:
         print(line, file=err)
     try:
-        _failure_html(output, title, lines, exc.summary)
+        _failure_html(output, title, lines, exc.summary, getattr(exc, "kind", None))
     except OSError:
         pass
     print(f"{title}: {exc.summary}", file=err, flush=True)

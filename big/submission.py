@@ -1,4 +1,4 @@
-"""The result-submission format: write it, read it, and validate it for participants.
+r"""The result-submission format: write it, read it, and validate it for participants.
 
 Format (documented in the README and on the submission page; keep them in sync):
 
@@ -7,7 +7,12 @@ Format (documented in the README and on the submission page; keep them in sync):
   other files are ignored and listed;
 * each CSV: UTF-8 (BOM and CRLF accepted), header ``id,0,1,...,C-1``, one row per sample of the
   split, ids 0..n-1 each exactly once in any order (id i = row i of ``{split}_images``);
-* values: anything Python's ``float()`` reads except nan/inf, within [0, 1].
+* values: ``[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?`` within [0, 1], ids ``[0-9]+``, each
+  with optional ASCII spaces around it (:mod:`big.csvnumbers`; one file: :mod:`big.csvfile`).
+
+What a zip or folder is (result, code, neither) is decided by :func:`big.kind.submission_kind`,
+the rule the ingestion program follows too. Everything read here comes from the participant: names,
+sizes, the bytes of each file and ``ingestion_status.json`` are capped and checked before use.
 
 Only numpy and the standard library are used: this module is on the scoring path.
 """
@@ -18,6 +23,7 @@ import json
 import os
 import re
 import stat
+import struct
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -27,7 +33,9 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Uni
 import numpy as np
 
 from . import registry
+from .csvfile import Collector, parse_prediction_csv  # noqa: F401  (parse_prediction_csv: public here)
 from .errors import Problem, SubmissionError
+from .kind import CODE, NEITHER, REZIP, posix_names, submission_kind
 
 PathLike = Union[str, os.PathLike]
 
@@ -53,8 +61,9 @@ class Limits:
 
     bytes_per_value: int = 40  # '%.17g' needs at most 24 characters plus a comma
     slack_bytes: int = 4096
-    max_members: int = 10_000  # entries in a zip
+    max_members: int = 10_000  # entries in a zip, or files in a folder
     max_problems_per_kind: int = 10
+    max_status_bytes: int = 1 << 20  # ingestion_status.json (the ingestion program writes a few kB)
 
     def max_bytes(self, n: int, n_cols: int) -> int:
         return self.slack_bytes + (n + 1) * (n_cols + 1) * self.bytes_per_value
@@ -118,9 +127,19 @@ def write_submission(out: PathLike, predictions: Mapping[str, np.ndarray], size:
 
 @dataclass
 class _Entry:
-    name: str  # posix path relative to the submission root
+    name: str  # posix path relative to the submission root, printable (see _printable)
     size: int
+    raw: object = None  # what the source needs to read it (ZipInfo, or the path relative to the folder)
     symlink: bool = False
+    regular: bool = True
+
+
+def _printable(name: str) -> str:
+    """A name safe to print and to write as UTF-8: control characters, and bytes that were not UTF-8
+    (surrogate escapes from a folder listing), become escapes."""
+    if name.isprintable() and name.encode("utf-8", "surrogatepass").decode("utf-8", "ignore") == name:
+        return name
+    return "".join(c if c.isprintable() and not 0xD800 <= ord(c) <= 0xDFFF else repr(c)[1:-1] for c in name)
 
 
 class _Source:
@@ -131,15 +150,30 @@ class _Source:
     def read(self, entry: _Entry, limit: int) -> bytes:
         raise NotImplementedError
 
+    def close(self) -> None:
+        pass
+
 
 def _unsafe(name: str) -> bool:
     p = PurePosixPath(name.replace("\\", "/"))
     return name.startswith(("/", "\\")) or ".." in p.parts or (len(name) > 1 and name[1] == ":")
 
 
+def _posix_entries(entries: List[_Entry]) -> bool:
+    """Rewrite entry names to posix form (:func:`big.kind.posix_names`); True when backslashes were read
+    as separators."""
+    mapping = posix_names(e.name for e in entries)
+    changed = False
+    for e in entries:
+        new = mapping[e.name]
+        changed |= new != e.name
+        e.name = new
+    return changed
+
+
 class _ZipSource(_Source):
     def __init__(self, path: Path, limits: Limits):
-        self.label = path.name
+        self.label = _printable(path.name)
         self.entries, self.problems = [], []
         self._zf = zipfile.ZipFile(path)
         infos = self._zf.infolist()
@@ -150,44 +184,55 @@ class _ZipSource(_Source):
         for info in infos:
             if info.is_dir():
                 continue
+            name = _printable(info.filename)
             if _unsafe(info.filename):
-                self.problems.append(Problem(f"the zip entry {info.filename!r} points outside the archive "
+                self.problems.append(Problem(f"the zip entry {name!r} points outside the archive "
                                              f"(absolute path or '..'); rebuild the zip from the folder itself",
                                              file=self.label))
                 continue
             mode = info.external_attr >> 16
-            self.entries.append(_Entry(info.filename, info.file_size, symlink=stat.S_ISLNK(mode)))
-        self._info = {i.filename: i for i in infos}
+            self.entries.append(_Entry(name, info.file_size, raw=info, symlink=stat.S_ISLNK(mode)))
+        self.backslashes = _posix_entries(self.entries)
+        self.entries = [e for e in self.entries if not e.name.endswith("/")]
 
     def read(self, entry: _Entry, limit: int) -> bytes:
-        info = self._info[entry.name]
-        with self._zf.open(info) as fh:
+        with self._zf.open(entry.raw) as fh:
             return fh.read(limit + 1)
 
-    def close(self):
+    def close(self) -> None:
         self._zf.close()
 
 
 class _DirSource(_Source):
-    def __init__(self, path: Path):
-        self.label = path.name or str(path)
+    def __init__(self, path: Path, limits: Limits):
+        self.label = _printable(path.name or str(path))
         self.root = path
         self.entries, self.problems = [], []
         for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
             rel_dir = Path(dirpath).relative_to(path)
             for name in sorted(filenames) + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
-                full = Path(dirpath) / name
                 rel = (rel_dir / name).as_posix()
-                st = full.lstat()
-                self.entries.append(_Entry(rel, st.st_size, symlink=stat.S_ISLNK(st.st_mode)))
+                try:
+                    st = (Path(dirpath) / name).lstat()
+                except OSError:
+                    continue
+                self.entries.append(_Entry(_printable(rel), st.st_size, raw=rel, symlink=stat.S_ISLNK(st.st_mode),
+                                           regular=stat.S_ISREG(st.st_mode)))
+            if len(self.entries) > limits.max_members:
+                self.problems.append(Problem(f"the submission holds more than {limits.max_members} files; at most "
+                                             f"{limits.max_members} are accepted", file=self.label))
+                self.entries = []
+                break
+        self.backslashes = _posix_entries(self.entries)
         self.entries.sort(key=lambda e: e.name)
 
     def read(self, entry: _Entry, limit: int) -> bytes:
-        with open(self.root / entry.name, "rb") as fh:
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        fd = os.open(self.root / entry.raw, flags)
+        with open(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise OSError("not a regular file")
             return fh.read(limit + 1)
-
-    def close(self):
-        pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,177 +250,100 @@ class Submission:
     source: str = ""
 
 
-class _Collector:
-    """Collects problems, capping each kind per file so a broken file cannot flood the log."""
+#: what `big validate` and `big score` tell the owner of a code submission
+CODE_CHECK = ("check a code submission by running it locally: `big result-zip --model DIR/model.py --data-root "
+              "DATA --split val --out result.zip` writes the result zip the platform would score (then `big "
+              "validate result.zip --split val`), and `big ingest INPUT_DATA OUTPUT DIR` runs it exactly as the "
+              "ingestion program does")
+RESULT_CHECK = "check the zip locally with `big validate SUBMISSION.zip --split val|test` before submitting"
 
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.problems: List[Problem] = []
-        self._counts: Dict[Tuple[str, str], int] = {}
-
-    def add(self, kind: str, problem: Problem) -> None:
-        key = (problem.file or "", kind)
-        self._counts[key] = self._counts.get(key, 0) + 1
-        if self._counts[key] <= self.limit:
-            self.problems.append(problem)
-
-    def finish(self) -> List[Problem]:
-        out = list(self.problems)
-        for (file, kind), count in self._counts.items():
-            if count > self.limit:
-                out.append(Problem(f"... and {count - self.limit} more {kind} problems in this file", file=file or None))
-        return out
+_STATUS_KEYS = {"status": str, "message": str, "dataset": (str, type(None)), "batch": (int, type(None)),
+                "track": str}
+_MAX_SHOWN_MESSAGE = 16_000
 
 
-def parse_prediction_csv(data: bytes, *, name: str, n: int, n_cols: int, flag: str = "",
-                         collector: Optional[_Collector] = None) -> Optional[np.ndarray]:
-    """Parse one prediction CSV; return (n, C) scores ordered by id, or None after adding problems."""
-    col = collector or _Collector(DEFAULT_LIMITS.max_problems_per_kind)
-    before = sum(col._counts.values())
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        col.add("encoding", Problem(f"the file is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
-                                    f"{exc.start}); save it as UTF-8 CSV", file=name, row=line))
-        return None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    lines = text.split("\n")
-    lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if not lines:
-        col.add("empty", Problem("the file is empty; expected a header line 'id,0,1,...' and one row per "
-                                 f"sample ({n} rows)", file=name))
-        return None
-    expected_header = ["id"] + [str(i) for i in range(n_cols)]
-    header = [c.strip().strip('"') for c in lines[0].split(",")]
-    if header != expected_header:
-        shown = ",".join(expected_header) if n_cols <= 6 else f"id,0,1,...,{n_cols - 1}"
-        what = f"{flag} has {n_cols} score columns" if flag else f"{n_cols} score columns are expected"
-        hint = ""
-        if header and header[0] == "":
-            hint = " (pandas writes this header with df.rename_axis('id').to_csv())"
-        elif len(header) != n_cols + 1:
-            hint = f" ({what}, so {n_cols + 1} columns in all; found {len(header)})"
-        found = ",".join(header) if len(header) <= 8 else ",".join(header[:6]) + ",...," + header[-1]
-        col.add("header", Problem(f"wrong header: expected '{shown}', found '{found}'{hint}", file=name, row=1))
-        return None
-    body = lines[1:]
-    if len(body) != n:
-        if not body:
-            col.add("rows", Problem(f"the file has a header but no rows; expected {n} rows", file=name))
-            return None
-        hint = ""
-        if flag:
-            other = [sp for sp, k in registry.get(flag).n_samples.items() if k == len(body)]
-            if other:
-                hint = f" — {len(body)} is the size of the {other[0]} split: predictions for the wrong split?"
-        col.add("rows", Problem(f"expected {n} rows (one per sample of the split), found {len(body)}{hint}",
-                                file=name))
-        if len(body) > 2 * n + 10:
-            return None
-    width = n_cols + 1
-    bad = [i for i, ln in enumerate(body) if ln.count(",") != n_cols]
-    for i in bad:
-        if not body[i].strip():
-            col.add("blank line", Problem("blank line inside the data", file=name, row=i + 2))
-        else:
-            col.add("column count", Problem(f"expected {width} values (id and {n_cols} scores), found "
-                                            f"{body[i].count(',') + 1}", file=name, row=i + 2))
-    if bad:
-        return None
-    # fast path: one split over the whole body; every row has exactly `width` cells
-    cells = ",".join(body).split(",")
-    id_cells = cells[0::width]
-    del cells[0::width]  # cells[i * n_cols + j] is row i, score column j
-    ids = _parse_ids(id_cells, name, col)
-    vals = _parse_values(cells, len(body), name, n_cols, col)
-    if ids is None or vals is None:
-        return None
-    finite = np.isfinite(vals)
-    if not finite.all():
-        for i, j in zip(*np.nonzero(~finite)):
-            col.add("nan/inf", Problem(f"expected a number in [0, 1], found {cells[i * n_cols + j].strip()!r} "
-                                       "(NaN and infinity are not allowed)", file=name, row=int(i) + 2, column=str(j)))
-    out_of_range = finite & ((vals < 0.0) | (vals > 1.0))
-    if out_of_range.any():
-        for i, j in zip(*np.nonzero(out_of_range)):
-            col.add("range", Problem(f"expected a number in [0, 1], found {cells[i * n_cols + j].strip()!r} "
-                                     "(submit probabilities, not logits)", file=name, row=int(i) + 2, column=str(j)))
-    in_range = (ids >= 0) & (ids < n)
-    for i in np.nonzero(~in_range)[0]:
-        col.add("id", Problem(f"id {ids[i]} is out of range; ids run from 0 to {n - 1}", file=name,
-                              row=int(i) + 2, column="id"))
-    counts = np.bincount(ids[in_range], minlength=n)
-    dup = np.nonzero(counts > 1)[0]
-    for d in dup:
-        where = np.nonzero(ids == d)[0] + 2
-        col.add("duplicate id", Problem(f"id {d} appears {counts[d]} times (lines {', '.join(map(str, where[:5]))})",
-                                        file=name, column="id"))
-    missing = np.nonzero(counts == 0)[0]
-    if missing.size:
-        listed = ", ".join(map(str, missing[:20])) + (", ..." if missing.size > 20 else "")
-        col.add("missing id", Problem(f"{missing.size} id(s) have no row: {listed}", file=name, column="id"))
-    if sum(col._counts.values()) > before:
-        return None
-    out = np.empty((n, n_cols), dtype=np.float64)
-    out[ids] = vals
-    return out
+def _status_problem(reason: str) -> SubmissionError:
+    return SubmissionError([Problem(
+        f"{INGESTION_STATUS} is not a status written by the ingestion program ({reason}). A result submission "
+        f"must not contain a file of that name: remove it from the zip")], kind=None)
 
 
-def _parse_ids(id_cells: List[str], name: str, col: _Collector) -> Optional[np.ndarray]:
-    try:
-        return np.fromiter(map(int, id_cells), dtype=np.int64, count=len(id_cells))
-    except (ValueError, OverflowError):
-        pass
-    for i, v in enumerate(id_cells):
-        try:
-            int(v)
-        except (ValueError, OverflowError):
-            col.add("id", Problem(f"expected an integer id, found {v.strip()!r}", file=name, row=i + 2, column="id"))
-    return None
-
-
-def _parse_values(cells: List[str], n_rows: int, name: str, n_cols: int, col: _Collector) -> Optional[np.ndarray]:
-    """Python's float() on every cell (the documented rule), fast when all parse."""
-    try:
-        return np.fromiter(map(float, cells), dtype=np.float64, count=len(cells)).reshape(n_rows, n_cols)
-    except ValueError:
-        pass
-    for k, v in enumerate(cells):
-        try:
-            float(v)
-        except ValueError:
-            col.add("number", Problem(f"expected a number in [0, 1], found {v.strip()!r}", file=name,
-                                      row=k // n_cols + 2, column=str(k % n_cols)))
-    return None
-
-
-def read_ingestion_status(folder: PathLike) -> Optional[dict]:
-    """The ingestion program's status file in a prediction folder, or None."""
+def read_ingestion_status(folder: PathLike, *, limits: Limits = DEFAULT_LIMITS) -> Optional[dict]:
+    """The ingestion program's status file in a prediction folder, checked against its schema, or
+    None when there is none. Raises :class:`SubmissionError` when the file is not such a status
+    (too large, not JSON, not an object, wrong types). The file may come from a participant (a
+    result zip that holds one), so it is read capped and never trusted beyond its schema.
+    """
     path = Path(folder) / INGESTION_STATUS
-    if not path.is_file():
-        return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        return {"status": "failed", "message": f"the ingestion status file is unreadable ({exc})"}
+        st = path.lstat()
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        raise _status_problem("not a regular file")
+    if st.st_size > limits.max_status_bytes:
+        raise _status_problem(f"{st.st_size:,} bytes; a status is at most {limits.max_status_bytes:,}")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        with open(fd, "rb") as fh:
+            data = fh.read(limits.max_status_bytes + 1)
+    except OSError as exc:
+        raise _status_problem(f"unreadable: {exc.strerror or exc}") from None
+    if len(data) > limits.max_status_bytes:
+        raise _status_problem(f"more than {limits.max_status_bytes:,} bytes")
+    try:
+        body = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise _status_problem(f"not UTF-8 JSON: {type(exc).__name__}") from None
+    if not isinstance(body, dict):
+        raise _status_problem(f"a JSON {type(body).__name__}, not an object")
+    if not isinstance(body.get("status"), str):
+        raise _status_problem("no string 'status'")
+    for key, types in _STATUS_KEYS.items():
+        value = body.get(key)
+        if key in body and (not isinstance(value, types) or isinstance(value, bool)):
+            raise _status_problem(f"'{key}' is a JSON {type(value).__name__}")
+    status = body["status"]
+    if not (0 < len(status) <= 40 and status.isascii() and status.isprintable()):
+        raise _status_problem("'status' is not a short word")
+    dataset = body.get("dataset")
+    if dataset is not None and dataset not in registry.flags():
+        raise _status_problem("'dataset' is not a dataset flag")
+    batch = body.get("batch")
+    if batch is not None and not 0 <= batch < 2 ** 53:
+        raise _status_problem("'batch' is out of range")
+    message = body.get("message") or ""
+    if len(message) > _MAX_SHOWN_MESSAGE:
+        message = message[:_MAX_SHOWN_MESSAGE] + f"\n... ({len(message) - _MAX_SHOWN_MESSAGE:,} more characters)"
+    message = "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in message)
+    return {"status": status, "message": message, "dataset": dataset, "batch": batch,
+            "track": body.get("track")}
 
 
 def _open_source(path: Path, limits: Limits) -> _Source:
     if path.is_dir():
-        return _DirSource(path)
+        return _DirSource(path, limits)
+    label = _printable(path.name)
     if not path.exists():
-        raise SubmissionError([Problem(f"{path} does not exist")])
-    if not zipfile.is_zipfile(path):
+        raise SubmissionError([Problem(f"{_printable(str(path))} does not exist")])
+    if not path.is_file() or not zipfile.is_zipfile(path):
         raise SubmissionError([Problem("not a zip file; submit a .zip holding the 12 CSV files "
-                                       "(or a folder with them to `big score`)", file=path.name)])
+                                       "(or a folder with them to `big score`)", file=label)])
     try:
         return _ZipSource(path, limits)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise SubmissionError([Problem(f"the zip cannot be read ({exc})", file=path.name)]) from None
+    except UnicodeDecodeError as exc:
+        raise SubmissionError([Problem(
+            f"a file name in the zip is marked as UTF-8 but is not UTF-8 ({_show_bytes(exc.object)}); make the zip "
+            "again with a standard tool, e.g. `python -m zipfile -c sub.zip FILES...`", file=label)]) from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, struct.error,
+            NotImplementedError, OverflowError) as exc:
+        raise SubmissionError([Problem(f"the zip cannot be read ({exc})", file=label)]) from None
+
+
+def _show_bytes(raw: object) -> str:
+    if isinstance(raw, (bytes, bytearray)):
+        return repr(bytes(raw[:80]))
+    return "?"
 
 
 def read_submission(path: PathLike, *, split: str, expected_n: Optional[Mapping[str, int]] = None,
@@ -387,19 +355,43 @@ def read_submission(path: PathLike, *, split: str, expected_n: Optional[Mapping[
     path = Path(path)
     is_zip = not path.is_dir()
     if not is_zip:
-        status = read_ingestion_status(path)
-        if status and status.get("status") != "ok":
+        status = read_ingestion_status(path, limits=limits)
+        if status and status["status"] != "ok":
             where = ", ".join(f"{k} {status[k]}" for k in ("dataset", "batch") if status.get(k) is not None)
-            msg = status.get("message") or "no message"
+            msg = status["message"] or "no message"
             raise SubmissionError([Problem(f"your code submission failed during ingestion "
-                                           f"({status.get('status')}{'; ' + where if where else ''}): {msg}")],
-                                  summary=f"code submission {status.get('status')}: {msg.splitlines()[0] if msg else ''}")
+                                           f"({status['status']}{'; ' + where if where else ''}): {msg}")],
+                                  summary=f"code submission {status['status']}: {msg.splitlines()[0] if msg else ''}",
+                                  kind=CODE)
     src = _open_source(path, limits)
     try:
         return _read(src, is_zip=is_zip, split=split, expected_n=expected_n, resolutions=resolutions,
                      limits=limits, log=log)
     finally:
         src.close()
+
+
+def _not_a_result(src: _Source, k, is_zip: bool, csv_names: List[str], flags: List[str]) -> SubmissionError:
+    """The error for a submission that :func:`big.kind.submission_kind` does not call a result."""
+    if k.kind == CODE:
+        have = [n for n in csv_names if CSV_RE.match(n.rsplit("/", 1)[-1])]
+        extra = ""
+        if have:
+            extra = (f" It also holds {len(have)} prediction file(s), not all twelve of one size, so they do not make it "
+                     "a result submission (with all twelve, model.py would be ignored).")
+        if is_zip:
+            msg = (f"this is a code submission ({k.model}); `big validate` and `big score` check result submissions "
+                   f"(the 12 {{flag}}_{{size}}.csv files).{extra} To {CODE_CHECK}")
+        else:
+            msg = (f"a code submission ({k.model}) arrived, but no predictions: the ingestion program did not run or "
+                   f"stopped without writing its status.{extra} To {CODE_CHECK}")
+        return SubmissionError([Problem(msg, file=src.label)], kind=CODE,
+                               summary="a code submission, not a result submission")
+    if is_zip:
+        return SubmissionError([Problem(k.reason, file=src.label)],
+                               summary="neither a result submission nor a code submission")
+    return SubmissionError([Problem(f"no prediction files arrived ({k.reason}). {EMPTY_HINT}")],
+                           summary="no prediction files found")
 
 
 def _read(src: _Source, *, is_zip: bool, split: str, expected_n, resolutions, limits: Limits, log) -> Submission:
@@ -414,23 +406,36 @@ def _read(src: _Source, *, is_zip: bool, split: str, expected_n, resolutions, li
             raise SubmissionError([Problem(f"the zip holds {present[0]!r} at its root. CodaBench treats such a zip as a "
                                            "program and passes none of its files to scoring; remove the file. A result "
                                            "submission holds only the {flag}_{size}.csv files", file=src.label)])
+    content = names if is_zip else [n for n in names if n not in PLATFORM_FILES]
+    k = submission_kind(content)
+    if k.kind != "result" and not problems:
+        raise _not_a_result(src, k, is_zip, [n for n in content if n.endswith(".csv")], flags)
+    if k.kind == CODE or k.kind == NEITHER:  # with problems found already (e.g. entries outside the archive)
+        raise SubmissionError(problems, kind=k.kind if k.kind == CODE else None)
+    if log and k.model:
+        log(f"{k.model} is ignored: all twelve prediction files are present, so this is a result submission")
+    if log and src.backslashes:
+        log("the zip writes '\\' between folder names (a Windows zip); they are read as folders")
     # where do the predictions live: the root or one wrapping folder
     csvs = [e for e in src.entries if e.name.endswith(".csv") and not e.name.startswith("__MACOSX/")]
-    tops = {e.name.split("/", 1)[0] for e in csvs if "/" in e.name}
-    root_csvs = [e for e in csvs if "/" not in e.name]
-    prefix = ""
-    if not root_csvs and len(tops) == 1:
-        prefix = next(iter(tops)) + "/"
+    prefix = k.folder
+    if not k.complete:
+        tops = {e.name.split("/", 1)[0] for e in csvs if "/" in e.name}
+        root_csvs = [e for e in csvs if "/" not in e.name]
+        prefix = next(iter(tops)) + "/" if not root_csvs and len(tops) == 1 else ""
     preds: Dict[Tuple[str, int], List[_Entry]] = {}
     ignored: List[str] = []
     for e in src.entries:
-        if e.name.startswith("__MACOSX/") or e.name in PLATFORM_FILES:
+        if e.name.startswith("__MACOSX/") or (not is_zip and e.name in PLATFORM_FILES):
             continue
         inside = e.name.startswith(prefix) if prefix else True
         rel = e.name[len(prefix):] if inside else e.name
         m = CSV_RE.match(rel) if inside and "/" not in rel else None
         if e.name.endswith(".csv") and not m:
-            if "/" in rel or not inside:
+            if "\\" in e.name:
+                problems.append(Problem(f"the file name {e.name!r} holds a backslash: the zip mixes '\\' and '/' "
+                                        f"between folder names; {REZIP}", file=src.label))
+            elif "/" in rel or not inside:
                 problems.append(Problem(f"prediction file in a nested folder: {e.name!r}. Put the 12 CSV files at the "
                                         "zip root or inside a single folder", file=src.label))
             else:
@@ -450,12 +455,10 @@ def _read(src: _Source, *, is_zip: bool, split: str, expected_n, resolutions, li
             continue
         preds.setdefault((flag, size), []).append(e)
     if not preds and not problems:
-        if is_zip:
-            raise SubmissionError([Problem("the zip holds no prediction files ({flag}_{size}.csv)" +
-                                           (f"; it holds: {', '.join(ignored[:10])}" if ignored else ""), file=src.label)])
-        raise SubmissionError([Problem("no prediction files arrived (the prediction folder is empty" +
-                                       (f" but for {', '.join(ignored[:10])}" if ignored else "") + "). " + EMPTY_HINT)],
-                              summary="no prediction files found")
+        raise _not_a_result(src, k, is_zip, [], flags) if k.kind != "result" else \
+            SubmissionError([Problem("no prediction files ({flag}_{size}.csv) were found" +
+                                     (f"; the submission holds: {', '.join(ignored[:10])}" if ignored else ""),
+                                     file=src.label)])
     sizes = sorted({s for _, s in preds})
     if len(sizes) > 1:
         by_size = {s: sorted(f for f, s2 in preds if s2 == s) for s in sizes}
@@ -481,8 +484,8 @@ def _read(src: _Source, *, is_zip: bool, split: str, expected_n, resolutions, li
         log(f"ignored {len(ignored)} file(s) that are not predictions: {', '.join(ignored[:20])}"
             + (" ..." if len(ignored) > 20 else ""))
     if problems and len(sizes) != 1:
-        raise SubmissionError(problems)
-    collector = _Collector(limits.max_problems_per_kind)
+        raise SubmissionError(problems, kind="result")
+    collector = Collector(limits.max_problems_per_kind)
     out: Dict[str, np.ndarray] = {}
     files: Dict[str, str] = {}
     for flag in flags:  # check every file present, even when others are missing
@@ -496,27 +499,34 @@ def _read(src: _Source, *, is_zip: bool, split: str, expected_n, resolutions, li
         if entry.symlink:
             collector.add("link", Problem("symbolic links are not accepted", file=rel))
             continue
+        if not entry.regular:
+            collector.add("link", Problem("not a regular file", file=rel))
+            continue
         if entry.size > cap:
             collector.add("size", Problem(f"the file is {entry.size:,} bytes; at most {cap:,} bytes are accepted for "
                                           f"{n} rows x {ds.n_labels} scores", file=rel))
             continue
         try:
             data = src.read(entry, cap)
-        except (RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error, OSError) as exc:
+        except (RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError,
+                UnicodeDecodeError, struct.error, OverflowError) as exc:
             # encrypted members, unsupported compression, corrupt data, unreadable files
-            collector.add("unreadable", Problem(f"the file cannot be read ({exc}); rebuild the zip with plain "
-                                                "deflate compression and no password", file=rel))
+            collector.add("unreadable", Problem(f"the file cannot be read ({_printable(str(exc))[:200]}); rebuild the "
+                                                "zip with plain deflate compression and no password", file=rel))
             continue
         if len(data) > cap:
             collector.add("size", Problem(f"the file exceeds {cap:,} bytes for {n} rows x {ds.n_labels} scores",
                                           file=rel))
             continue
         arr = parse_prediction_csv(data, name=rel, n=n, n_cols=ds.n_labels, flag=flag, collector=collector)
+        del data
         if arr is not None:
             out[flag] = arr
             files[flag] = rel
     found = problems + collector.finish()
     if found:
-        raise SubmissionError(found)
+        raise SubmissionError(found, kind="result")
+    if set(out) != set(flags):  # every file was parsed or a problem was added; never score a partial set
+        raise SubmissionError([Problem(f"no predictions for {', '.join(f for f in flags if f not in out)}; please "
+                                       "report this submission to the organizers")], kind="result")
     return Submission(size=size, predictions=out, files=files, ignored=ignored, source=src.label)
-

@@ -222,7 +222,7 @@ def test_empty_res_explains_the_metadata_trap(tmp_path):
     (res / "metadata").write_text("exitCode: 0\nelapsedTime: 1\n")
     msg = problems(res)
     assert "no prediction files arrived" in msg and "'metadata.yaml'" in msg
-    assert "holds no prediction files" in problems(make_zip(tmp_path / "e.zip", {"notes.txt": b"x"}))
+    assert "holds neither model.py (a code submission) nor" in problems(make_zip(tmp_path / "e.zip", {"notes.txt": b"x"}))
 
 
 def test_not_a_zip(tmp_path):
