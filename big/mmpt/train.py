@@ -165,6 +165,25 @@ def select_best(history: List[Mapping[str, Any]], select_by: str) -> Optional[Di
     return best
 
 
+def make_optimizer(net: nn.Module, cfg: Mapping) -> torch.optim.Optimizer:
+    """The thesis' AdamW (foreach off: idle heads get no update, no moments, no weight decay)."""
+    return torch.optim.AdamW(net.parameters(), lr=cfg["lr"], betas=tuple(cfg["betas"]), eps=cfg["eps"],
+                             weight_decay=cfg["weight_decay"], foreach=False)
+
+
+def make_scaler(cfg: Mapping, device: torch.device):
+    """fp16 gradient scaling for AMP on CUDA (bf16 on CPU needs none)."""
+    return torch.amp.GradScaler("cuda") if (cfg["amp"] and device.type == "cuda") else None
+
+
+def model_checkpoint(cfg: Mapping, net: nn.Module, pre: nn.Module) -> Dict[str, Any]:
+    """What ``big predict``/``big export``/``big evaluate`` need of a checkpoint: the config, the
+    weights, the input normalisation (training adds optimiser state, history and selection)."""
+    mean, std = pre.mean.flatten().tolist(), pre.std.flatten().tolist()
+    return {"format": CKPT_FORMAT, "config": dict(cfg), "epoch": 0, "model": net.state_dict(),
+            "norm": {"mean": mean, "std": std}, "timm_version": _timm_version(), "torch_version": torch.__version__}
+
+
 def train_step(net, backbone, pre, opt, scaler, cfg: Mapping, device: torch.device, flag: str, imgs: np.ndarray,
                labs: np.ndarray, *, scale: float = 1.0, sync: Optional[bool] = None, after_backward=None):
     """One mm-PT step on one dataset's batch: forward through ``backbone`` (the DDP wrapper under
@@ -226,9 +245,8 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             self.backbone = DDP(self.net.backbone, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.opt = torch.optim.AdamW(self.net.parameters(), lr=self.cfg["lr"], betas=tuple(self.cfg["betas"]),
-                                     eps=self.cfg["eps"], weight_decay=self.cfg["weight_decay"], foreach=False)
-        self.scaler = torch.amp.GradScaler("cuda") if (self.cfg["amp"] and self.device.type == "cuda") else None
+        self.opt = make_optimizer(self.net, self.cfg)
+        self.scaler = make_scaler(self.cfg, self.device)
         self.out = Path(self.cfg["output"])
         self.train_data = loader.open_splits(self.cfg, "train", log=self.log)
         self.val_data = loader.open_splits(self.cfg, "val", log=self.log)
@@ -254,13 +272,10 @@ class Trainer:
 
     # -- state -------------------------------------------------------------------------------
     def state(self) -> Dict[str, Any]:
-        mean, std = self.pre.mean.flatten().tolist(), self.pre.std.flatten().tolist()
-        return {"format": CKPT_FORMAT, "config": self.cfg, "epoch": self.epoch, "selected_by": "last",
-                "model": self.net.state_dict(),
+        return {**model_checkpoint(self.cfg, self.net, self.pre), "epoch": self.epoch, "selected_by": "last",
                 "optimizer": self.opt.state_dict(), "scaler": self.scaler.state_dict() if self.scaler else None,
                 "best": dict(self.best), "bad_epochs": self.bad_epochs, "history": self.history,
-                "stopped": self.stopped, "norm": {"mean": mean, "std": std}, "timm_version": _timm_version(),
-                "torch_version": torch.__version__}
+                "stopped": self.stopped}
 
     def load_state(self, ckpt: Mapping[str, Any]) -> None:
         old = ckpt["config"]
