@@ -4,7 +4,6 @@ import math
 import os
 import subprocess
 import sys
-import zipfile
 
 import numpy as np
 import pytest

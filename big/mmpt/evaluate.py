@@ -9,7 +9,6 @@ training images only and writes a ``per_dataset`` checkpoint.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 from pathlib import Path
