@@ -18,11 +18,18 @@ Participant API (starting_kit/README.md)::
 
 Design: a supervisor process (:func:`program.run_ingestion` with :mod:`.supervisor`) and a worker
 process that imports the participant's code (:mod:`.worker`). The supervisor never runs participant code, so it can
-always stop the worker at the time budget (killing its whole process group), survive a crash of it,
-and cap what it prints (participant output goes through a pipe into a capped log). The worker
-streams each ``{flag}_{size}.npy`` through short-lived memory-map windows (resident memory stays at
-one window whatever the dataset size), checks every batch's output and appends its rows to a CSV in
-a staging folder; the supervisor moves the 12 CSVs into the output only when all are done.
+always stop the model at the time budget (its whole process tree, however detached: :mod:`.reaper`),
+survive a crash of it, and cap what it prints (participant output goes through a pipe into a capped
+log). The worker streams each ``{flag}_{size}.npy`` through short-lived memory-map windows (resident
+memory stays at one window whatever the dataset size), converts and checks every batch's output
+(:func:`.outputs.as_scores`) and appends its rows to a CSV in a staging folder.
+
+Everything the model can reach is untrusted: it runs in the worker, so it can write to the message
+channel (:mod:`.protocol` validates every line), into the staging folder and the output, and signal
+the supervisor. After the model's tree is gone the supervisor reads the 12 CSVs back with the
+scorer's own reader against the row counts of the images it was given (:mod:`.results`), removes
+from the output whatever the model wrote there, places the checked CSVs and writes
+``ingestion_status.json`` last. A result submission's own ``ingestion_status.json`` is removed.
 
 Imports: numpy and the standard library only (this runs in codalab-legacy:gpu310 with python 3.10).
 torch is never imported here; when the participant's module imported it, predictions run under
@@ -36,7 +43,10 @@ Modules, along the seams of a run:
 - :mod:`.outputs`     checks of one predict() result and its CSV rows;
 - :mod:`.worker`      the process that imports and runs the participant's model;
 - :mod:`.logs`        the capped echo of the model's output;
+- :mod:`.protocol`    the worker's messages and their validation;
+- :mod:`.reaper`      finding and stopping the model's whole process tree (Linux);
 - :mod:`.supervisor`  starts the worker, reads its messages, enforces the budget;
+- :mod:`.results`     reading the CSVs back, cleaning the output;
 - :mod:`.program`     the entry point: status file, outputs, ``main``;
 - :mod:`.local`       the same checks for a predict callable run in this process (result zips).
 """
@@ -46,12 +56,12 @@ from .images import check_images, image_dirs, iter_batches, iter_npz_batches, lo
 from ..kind import MODEL_FILE
 from .kind import Classified, classify_submission, remove_copied_submission
 from .local import predict_local, result_zip_from_model
-from .outputs import check_output, csv_header, csv_rows
+from .outputs import as_scores, check_output, csv_header, csv_rows
 from .program import TRACK, main, run_ingestion, write_status
 from .worker import ModelFailure, load_model, participant_traceback
 
 __all__ = ["DEFAULT_DATA_DIR", "DEFAULT_INPUT_DATA", "DEFAULT_OUTPUT", "DEFAULT_PROGRAM", "IngestionConfig", "load_config",
            "check_images", "image_dirs", "iter_batches", "iter_npz_batches", "locate_images", "MODEL_FILE", "Classified",
-           "classify_submission", "remove_copied_submission", "predict_local", "result_zip_from_model", "check_output",
+           "classify_submission", "remove_copied_submission", "predict_local", "result_zip_from_model", "as_scores", "check_output",
            "csv_header", "csv_rows", "TRACK", "main", "run_ingestion", "write_status", "ModelFailure", "load_model",
            "participant_traceback"]

@@ -46,10 +46,10 @@ def _plain_array(out, n_rows: int, n_cols: int) -> Tuple[Optional[np.ndarray], O
         return None, f"predict returned a {tname}; return a numpy array (e.g. out.to_numpy()); {want}"
     if isinstance(out, (list, tuple)):
         return None, f"predict returned a {tname}; {want} (e.g. np.asarray(out, dtype=np.float64))"
-    if hasattr(out, "__array__") or hasattr(out, "__array_interface__"):
-        return None, f"predict returned a {tname}, not a numpy array; {want} (e.g. np.asarray(out))"
     if isinstance(out, (int, float, complex, np.generic, str, bytes)):
         return None, f"predict returned a single value ({tname}); {want}: one row per image"
+    if hasattr(out, "__array__") or hasattr(out, "__array_interface__"):
+        return None, f"predict returned a {tname}, not a numpy array; {want} (e.g. np.asarray(out))"
     return None, f"predict returned a {tname}; {want}"
 
 

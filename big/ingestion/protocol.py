@@ -44,6 +44,7 @@ KEYS = {
     "failed": {"event", "summary", "details", "dataset", "batch"},
     "error": {"event", "summary"},
 }
+OPTIONAL = {"model": {"device"}, "failed": {"details", "dataset", "batch"}}
 OUTCOMES = ("done", "failed", "error")
 
 
@@ -112,7 +113,7 @@ def check(msg: dict, prog) -> dict:
     if not isinstance(event, str) or event not in KEYS:
         raise Violation(f"a message with an unknown event {show(event)}")
     extra = sorted(set(msg) - KEYS[event])
-    missing = sorted(KEYS[event] - set(msg) - {"device", "details", "dataset", "batch"})
+    missing = sorted(KEYS[event] - set(msg) - OPTIONAL.get(event, set()))
     if extra or missing:
         what = (f"unexpected field(s) {', '.join(map(show, extra))}" if extra else "") + \
                ("; " if extra and missing else "") + (f"missing field(s) {', '.join(missing)}" if missing else "")

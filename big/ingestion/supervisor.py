@@ -66,6 +66,10 @@ class Progress:
         return sum(v["seconds"] for v in self.finished.values()) + current
 
 
+#: after its answer the worker flushes the model's output and exits at once; it gets this long
+FLUSH_WAIT_S = 2.0
+
+
 def _package_root() -> str:
     return str(Path(__file__).resolve().parents[2])
 
@@ -198,8 +202,8 @@ def _supervise(model_path: Path, dirs: List[Path], staging: Path, cfg: Ingestion
             _read_channel(proc, rfd, sigs, prog, cfg, t0, deadline, log)
         finally:
             if prog.outcome is not None and not (prog.timed_out or prog.interrupted or prog.violation):
-                try:  # let the worker flush the model's buffered output and exit, within the budget
-                    proc.wait(timeout=max(0.1, min(5.0, deadline - time.monotonic())))
+                try:  # let the worker flush the model's buffered output and exit (it does so at once)
+                    proc.wait(timeout=max(0.1, min(FLUSH_WAIT_S, deadline - time.monotonic())))
                 except subprocess.TimeoutExpired:
                     pass
             prog.survivors = tree.stop(proc.pid)  # the worker and everything it started, however detached
