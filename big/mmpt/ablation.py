@@ -270,7 +270,11 @@ def report(out: Path, seeds: Sequence[int], datasets: Sequence[str], *, smoke: b
     first = next(iter(evals.values()))
     genuine = all(first["datasets"][f]["genuine"] for f in datasets)
     timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").is_file() else {}
-    train_s = {k: v for k, v in timings.items() if k.startswith("train/")}
+    epochs_s = {}  # from the training logs (kept across an interrupted and resumed run)
+    for log in sorted((out / "runs").glob("*/log.json")):
+        t = [float(r["time_s"]) for r in json.loads(log.read_text())["epochs"]]
+        epochs_s[log.parent.name] = {"epochs": len(t), "total_s": round(sum(t), 1),
+                                     "mean_epoch_s": round(sum(t) / len(t), 1) if t else None}
     meta = {
         "what": "mm-PT BatchNorm ablation (issue 13)", "smoke": smoke, "genuine_data": genuine,
         "config": str(Path(config_path).resolve().relative_to(REPO)) if Path(config_path).resolve().is_relative_to(REPO)
@@ -278,7 +282,8 @@ def report(out: Path, seeds: Sequence[int], datasets: Sequence[str], *, smoke: b
         "epochs": epochs, "seeds": list(seeds), "datasets": list(datasets), "split": "test",
         "model": first["model"], "img_size": first["img_size"], "native_resolution": first["native_resolution"],
         "evaluations": len(evals), "missing": missing, "std": "sample standard deviation over seeds (ddof 1)",
-        "timings_s": timings, "train_s_total": round(sum(train_s.values()), 1),
+        "timings_s": timings, "train_epochs_s": epochs_s,
+        "train_s_total": round(sum(v["total_s"] for v in epochs_s.values()), 1),
         "recalibrate_s_total": round(sum(v for k, v in timings.items() if k.startswith("recalibrate/")), 1),
         "evaluate_s_total": round(sum(v for k, v in timings.items() if k.startswith("evaluate/")), 1),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
@@ -299,7 +304,8 @@ def report(out: Path, seeds: Sequence[int], datasets: Sequence[str], *, smoke: b
              + ("" if genuine else " — SYNTHETIC DATA (smoke run)"))
     plot(rows, out / "ablation.png", title=title)
     print(table)
-    print(f"\n{len(evals)} evaluation(s), {len(missing)} missing; training {meta['train_s_total']} s, "
+    print(f"\n{len(evals)} evaluation(s), {len(missing)} missing; training {meta['train_s_total']} s (epochs: train + "
+          f"validation), "
           f"recalibration {meta['recalibrate_s_total']} s, evaluation {meta['evaluate_s_total']} s")
     print(f"wrote {out / 'ablation.md'}, ablation.csv, ablation.json, ablation.png")
     return 0 if not missing else 3
