@@ -26,7 +26,7 @@ import stat
 import struct
 import zipfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -127,11 +127,12 @@ def write_submission(out: PathLike, predictions: Mapping[str, np.ndarray], size:
 
 @dataclass
 class _Entry:
-    name: str  # posix path relative to the submission root, printable (see _printable)
+    name: str  # the path as stored (zip member name or relative folder path); posix and printable after _finish
     size: int
     raw: object = None  # what the source needs to read it (ZipInfo, or the path relative to the folder)
     symlink: bool = False
     regular: bool = True
+    stored: str = ""  # the name as stored, for big.kind (set by _finish)
 
 
 def _printable(name: str) -> str:
@@ -159,15 +160,15 @@ def _unsafe(name: str) -> bool:
     return name.startswith(("/", "\\")) or ".." in p.parts or (len(name) > 1 and name[1] == ":")
 
 
-def _posix_entries(entries: List[_Entry]) -> bool:
-    """Rewrite entry names to posix form (:func:`big.kind.posix_names`); True when backslashes were read
-    as separators."""
+def _finish(entries: List[_Entry]) -> bool:
+    """Give each entry its posix name (:func:`big.kind.posix_names`, decided on the names as stored)
+    made printable; True when backslashes were read as separators."""
     mapping = posix_names(e.name for e in entries)
     changed = False
     for e in entries:
-        new = mapping[e.name]
-        changed |= new != e.name
-        e.name = new
+        e.stored = e.name
+        changed |= mapping[e.name] != e.name
+        e.name = _printable(mapping[e.name])
     return changed
 
 
@@ -184,15 +185,14 @@ class _ZipSource(_Source):
         for info in infos:
             if info.is_dir():
                 continue
-            name = _printable(info.filename)
             if _unsafe(info.filename):
-                self.problems.append(Problem(f"the zip entry {name!r} points outside the archive "
+                self.problems.append(Problem(f"the zip entry {_printable(info.filename)!r} points outside the archive "
                                              f"(absolute path or '..'); rebuild the zip from the folder itself",
                                              file=self.label))
                 continue
             mode = info.external_attr >> 16
-            self.entries.append(_Entry(name, info.file_size, raw=info, symlink=stat.S_ISLNK(mode)))
-        self.backslashes = _posix_entries(self.entries)
+            self.entries.append(_Entry(info.filename, info.file_size, raw=info, symlink=stat.S_ISLNK(mode)))
+        self.backslashes = _finish(self.entries)
         self.entries = [e for e in self.entries if not e.name.endswith("/")]
 
     def read(self, entry: _Entry, limit: int) -> bytes:
@@ -216,14 +216,14 @@ class _DirSource(_Source):
                     st = (Path(dirpath) / name).lstat()
                 except OSError:
                     continue
-                self.entries.append(_Entry(_printable(rel), st.st_size, raw=rel, symlink=stat.S_ISLNK(st.st_mode),
+                self.entries.append(_Entry(rel, st.st_size, raw=rel, symlink=stat.S_ISLNK(st.st_mode),
                                            regular=stat.S_ISREG(st.st_mode)))
             if len(self.entries) > limits.max_members:
                 self.problems.append(Problem(f"the submission holds more than {limits.max_members} files; at most "
                                              f"{limits.max_members} are accepted", file=self.label))
                 self.entries = []
                 break
-        self.backslashes = _posix_entries(self.entries)
+        self.backslashes = _finish(self.entries)
         self.entries.sort(key=lambda e: e.name)
 
     def read(self, entry: _Entry, limit: int) -> bytes:
@@ -406,8 +406,10 @@ def _read(src: _Source, *, is_zip: bool, split: str, expected_n, resolutions, li
             raise SubmissionError([Problem(f"the zip holds {present[0]!r} at its root. CodaBench treats such a zip as a "
                                            "program and passes none of its files to scoring; remove the file. A result "
                                            "submission holds only the {flag}_{size}.csv files", file=src.label)])
+    k = submission_kind(e.stored for e in src.entries if is_zip or e.name not in PLATFORM_FILES)
+    k = replace(k, reason=_printable(k.reason), folder=_printable(k.folder),
+                model=_printable(k.model) if k.model else None)
     content = names if is_zip else [n for n in names if n not in PLATFORM_FILES]
-    k = submission_kind(content)
     if k.kind != "result" and not problems:
         raise _not_a_result(src, k, is_zip, [n for n in content if n.endswith(".csv")], flags)
     if k.kind == CODE or k.kind == NEITHER:  # with problems found already (e.g. entries outside the archive)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from big import ingestion, registry
-from big.kind import CODE, NEITHER, RESULT, submission_kind
+from big.kind import CODE, NEITHER, RESULT, posix_names, submission_kind
 from big.submission import csv_name
 
 
@@ -62,3 +62,31 @@ def test_ingestion_treats_complete_results_with_model_py_as_results(tmp_path):
     rc = ingestion.run_ingestion(tmp_path / "in", out, prog, log=logs.append, err=logs.append)
     assert rc == 0 and not out.exists()
     assert any("model.py beside the 12 prediction files is ignored" in line for line in logs)
+
+
+def test_backslash_separators_are_folders_when_no_name_uses_a_slash():
+    win = [n.replace("/", "\\") for n in twelve(64, "my preds/")] + ["my preds\\model.py"]
+    k = submission_kind(win)
+    assert (k.kind, k.folder, k.size, k.model, k.backslashes) == (RESULT, "my preds/", 64, "my preds/model.py", True)
+    assert posix_names(["a\\b.csv", "c.csv"]) == {"a\\b.csv": "a/b.csv", "c.csv": "c.csv"}
+    assert posix_names(["a\\b.csv", "d/c.csv"]) == {"a\\b.csv": "a\\b.csv", "d/c.csv": "d/c.csv"}  # mixed: names
+
+
+def test_code_with_backslash_folders_is_neither_and_says_how_to_rezip():
+    for names in (["sub\\model.py", "sub\\w.npz"], ["model.py", "weights\\w.npz"]):
+        k = submission_kind(names)
+        assert k.kind == NEITHER and "between folder names" in k.reason and "tar -a -c -f" in k.reason
+    assert submission_kind(["model.py", "w.npz"]).kind == CODE  # no folders, nothing to split
+
+
+def test_ingestion_classifies_an_extracted_windows_zip_like_validation(tmp_path):
+    prog = tmp_path / "prog"
+    prog.mkdir()
+    for name in twelve(28):
+        (prog / f"preds\\{name}").write_text("id,0\n")
+    assert ingestion.classify_submission(prog).kind == "result"
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "sub\\model.py").write_text("")
+    sub = ingestion.classify_submission(code)
+    assert sub.kind == "invalid" and "between folder names" in sub.message

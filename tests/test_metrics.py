@@ -190,3 +190,47 @@ def test_shapes_are_checked():
         M.auc_score(np.zeros((5, 1)), np.zeros((4, 2)), kind=BINARY)
     with pytest.raises(ValueError):
         M.auc_score(np.zeros((5, 1)), np.zeros((5, 2)), kind="ordinal")
+
+
+@pytest.mark.parametrize("kind,c", CASES)
+@pytest.mark.parametrize("decimals", [None, 1, 0])
+def test_unweighted_path_is_bit_identical_to_the_weighted_one(kind, c, decimals):
+    """score_dataset (no weights) sorts values only; with weights 1 the general path gives the same doubles."""
+    rng = np.random.default_rng(7)
+    y, s = make_case(kind, 301, c, rng, decimals=decimals)
+    ones = np.ones(301)
+    for name, fn in M.METRIC_FUNCTIONS.items():
+        a, b = fn(y, s, kind=kind), fn(y, s, kind=kind, sample_weight=ones)
+        assert a == b or (np.isnan(a) and np.isnan(b)), name
+
+
+def test_readme_states_where_scikit_learn_differs():
+    """README's claim of equality with scikit-learn names its exception: a constant ChestMNIST label."""
+    from conftest import REPO
+
+    text = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    assert "to 1e-12" in text
+    claim = text[text.index("scikit-learn"):text.index("to 1e-12") + 600]
+    assert "constant" in claim and "skips" in claim and "genuine val and test labels" in claim
+
+
+def test_constant_chest_label_is_skipped_here_and_breaks_the_scikit_learn_reference():
+    """The documented difference: BIG leaves a constant label out of all three means; the thesis code's
+    scikit-learn calls have no AUC for it (an error, or NaN with a warning in newer scikit-learn) and
+    count it in balanced accuracy and kappa."""
+    import warnings
+
+    rng = np.random.default_rng(11)
+    y, s = make_case(MULTILABEL, 200, 14, rng)
+    y[:, 13] = 0
+    keep = list(range(13))
+    for name, fn in M.METRIC_FUNCTIONS.items():
+        assert abs(fn(y, s, kind=MULTILABEL) - REF[name](y[:, keep], s[:, keep], MULTILABEL)) < TOL
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            assert np.isnan(REF["auc"](y, s, MULTILABEL))
+        except ValueError as exc:
+            assert "Only one class" in str(exc)
+        for name in ("balacc", "kappa"):
+            assert abs(M.METRIC_FUNCTIONS[name](y, s, kind=MULTILABEL) - REF[name](y, s, MULTILABEL)) > 1e-6

@@ -275,3 +275,333 @@ def test_wrong_split_is_named(tmp_path):
     msg = "\n".join(exc.value.report())
     assert f"expected {n_test} rows (one per sample of the split), found {n_val} — {n_val} is the size of the val " \
            "split: predictions for the wrong split?" in msg
+
+
+# --- issue 10: every participant-controlled byte is untrusted ---------------------------------------
+
+def error(path, **kw) -> SubmissionError:
+    with pytest.raises(SubmissionError) as exc:
+        read_submission(path, split="test", expected_n=EXPECTED, **kw)
+    return exc.value
+
+
+def test_code_zip_is_named_with_the_tools_that_check_it(tmp_path):
+    exc = error(make_zip(tmp_path / "code.zip", {"model.py": b"class Model: pass\n", "weights.npz": b"x"}))
+    msg = "\n".join(exc.report())
+    assert "this is a code submission (model.py)" in msg and "holds no prediction files" not in msg
+    assert "big result-zip" in msg and "big ingest" in msg
+    assert getattr(exc, "kind", None) == "code"
+    wrapped = error(make_zip(tmp_path / "w.zip", {"sub/model.py": b"", "sub/README.md": b""}))
+    assert "code submission (sub/model.py)" in wrapped.report()[0]
+
+
+def test_all_twelve_results_beside_model_py_are_a_result_and_model_py_is_listed(tmp_path):
+    files = {f"preds/{k}": v for k, v in files_for(preds()).items()}
+    files["preds/model.py"] = b"raise SystemExit('never run')\n"
+    logs = []
+    sub = read_submission(make_zip(tmp_path / "s.zip", files), split="test", expected_n=EXPECTED, log=logs.append)
+    assert sub.ignored == ["preds/model.py"]
+    assert any("preds/model.py is ignored: all twelve prediction files are present" in line for line in logs)
+
+
+def test_model_py_beside_an_incomplete_set_makes_a_code_submission(tmp_path):
+    files = files_for(preds())
+    files.pop("organsmnist_28.csv")
+    files["model.py"] = b""
+    msg = "\n".join(error(make_zip(tmp_path / "s.zip", files)).report())
+    assert "this is a code submission (model.py)" in msg and "11 prediction file(s), not all twelve" in msg
+    res = tmp_path / "res"  # on the platform: model.py but neither predictions nor a status
+    res.mkdir()
+    (res / "model.py").write_text("")
+    (res / "metadata").write_text("exitCode: 0\n")
+    exc = error(res)
+    assert "a code submission (model.py) arrived, but no predictions" in exc.report()[0] and exc.kind == "code"
+
+
+@pytest.mark.parametrize("bad,found", [
+    ("99999999999999999999", "id 99999999999999999999 is out of range"),  # beyond int64
+    ("9223372036854775808", "id 9223372036854775808 is out of range"),  # 2**63
+    ("18446744073709551616", "id 18446744073709551616 is out of range"),  # 2**64
+    ("7" * 5000, "id 77777777777777777777... (5000 digits) is out of range"),  # int() refuses 5000 digits
+    ("-1", "expected an integer id, found '-1'"),
+    ("1e1", "expected an integer id, found '1e1'"),
+    ("1.0", "expected an integer id, found '1.0'"),
+    ("\u0661", "expected an integer id, found '\u0661' (only the ASCII digits 0-9"),
+    ("", "expected an integer id, found '' (the id is empty)"),
+])
+def test_every_id_field_is_hostile(tmp_path, bad, found):
+    rows = good_rows("breastmnist")
+    rows[3] = f"{bad},0.5,0.5"
+    msg = "\n".join(error(replace(tmp_path, "breastmnist_28.csv", body("breastmnist", rows))).report())
+    assert f"breastmnist_28.csv, line 5, column id: {found}" in msg
+    assert "Traceback" not in msg
+
+
+@pytest.mark.parametrize("bad,found", [
+    ("1e999", "found '1e999' (submit probabilities, not logits)"),  # overflows to infinity
+    ("1" + "0" * 400, "found '1000000000000000000000000000000000000000...' (401 bytes) (submit"),
+    ("-1e999", "found '-1e999' (submit probabilities, not logits)"),
+    ("0_0.5", "found '0_0.5' (write numbers without '_' separators)"),
+    ("\uff10.\uff15", "found '\uff10.\uff15' (only the ASCII digits 0-9"),
+    ("\u0660.\u0665", "found '\u0660.\u0665' (only the ASCII digits 0-9"),
+    ("0x1p-1", "found '0x1p-1' (write plain decimal numbers"),
+    ("infinity", "found 'infinity' (NaN and infinity are not allowed)"),
+    ('"0.5"', "found '\"0.5\"' (write numbers without quotes)"),
+])
+def test_every_value_field_is_hostile(tmp_path, bad, found):
+    rows = good_rows("breastmnist")
+    rows[3] = f"3,0.5,{bad}"
+    msg = "\n".join(error(replace(tmp_path, "breastmnist_28.csv", body("breastmnist", rows))).report())
+    assert f"breastmnist_28.csv, line 5, column 1: expected a number in [0, 1], {found}" in msg
+
+
+def test_plain_decimal_spellings_with_spaces_are_accepted(tmp_path):
+    rows = [f" {i} , +.5 ,  5E-1,{' ' * 3}" for i in range(N)]
+    rows = [r.rstrip() for r in rows]
+    rows = [f" {i} , +.5 ,5.0e-1 " for i in range(N)]
+    sub = read_submission(replace(tmp_path, "breastmnist_28.csv", body("breastmnist", rows)), split="test",
+                          expected_n=EXPECTED)
+    assert np.array_equal(sub.predictions["breastmnist"], np.full((N, 2), 0.5))
+
+
+def test_empty_cell_is_called_empty_probably_a_nan(tmp_path):
+    rows = good_rows("breastmnist")
+    rows[2] = "2,,0.5"
+    msg = "\n".join(error(replace(tmp_path, "breastmnist_28.csv", body("breastmnist", rows))).report())
+    assert "line 4, column 0: expected a number in [0, 1], but the cell is empty: probably a NaN" in msg
+    assert "found ''" not in msg
+
+
+def test_percentages_are_told_to_divide_by_100(tmp_path):
+    rows = [f"{i},{30 + i},{70 - i}" for i in range(N)]
+    msg = "\n".join(error(replace(tmp_path, "breastmnist_28.csv", body("breastmnist", rows))).report())
+    assert "found '30' (the scores look like percentages (0-100): divide them by 100)" in msg
+    for other in ([f"{i},{-3 + i},0.5" for i in range(N)], [f"{i},0.5,{150 - i}" for i in range(N)]):
+        msg = "\n".join(error(replace(tmp_path, "breastmnist_28.csv", body("breastmnist", other))).report())
+        assert "(submit probabilities, not logits)" in msg and "divide" not in msg
+
+
+def pandas_frame():
+    pd = pytest.importorskip("pandas")
+    scores = np.random.default_rng(3).random((N, registry.get("octmnist").n_labels))
+    return pd, pd.DataFrame(scores)
+
+
+def test_pandas_index_header_hints_fix_the_file(tmp_path):
+    """Following each hint (literally, on the same DataFrame) yields a valid file."""
+    pd, df = pandas_frame()
+    path = tmp_path / "octmnist_28.csv"
+    df.to_csv(path)  # header ',0,1,2,3': the index has no name
+    msg = "\n".join(error(replace(tmp_path, "octmnist_28.csv", path.read_bytes())).report())
+    assert "df.to_csv(path, index_label='id')" in msg and "df.rename_axis('id').to_csv(path)" in msg
+    for fixed in (lambda p: df.to_csv(p, index_label="id"), lambda p: df.rename_axis("id").to_csv(p)):
+        fixed(path)
+        read_submission(replace(tmp_path, "octmnist_28.csv", path.read_bytes()), split="test", expected_n=EXPECTED)
+    with_id = df.copy()
+    with_id.insert(0, "id", range(N))
+    with_id.to_csv(path)  # header ',id,0,1,2,3': an id column, and the index as well
+    msg = "\n".join(error(replace(tmp_path, "octmnist_28.csv", path.read_bytes())).report())
+    assert "df.to_csv(path, index=False)" in msg and "row.names = FALSE" in msg and "rename_axis" not in msg
+    with_id.to_csv(path, index=False)
+    read_submission(replace(tmp_path, "octmnist_28.csv", path.read_bytes()), split="test", expected_n=EXPECTED)
+
+
+def test_r_write_csv_header_gets_the_r_fix(tmp_path):
+    c = registry.get("octmnist").n_labels
+    r_default = '"",' + ",".join(f'"V{j + 1}"' for j in range(c)) + "\n" + "\n".join(
+        f'"{i + 1}",' + ",".join(["0.25"] * c) for i in range(N)) + "\n"
+    msg = "\n".join(error(replace(tmp_path, "octmnist_28.csv", r_default)).report())
+    assert "write.csv(df, path, row.names = FALSE)" in msg and "named id holding 0..n-1" in msg
+    r_fixed = '"id",' + ",".join(f'"{j}"' for j in range(c)) + "\n" + "\n".join(
+        f"{i}," + ",".join(["0.25"] * c) for i in range(N)) + "\n"  # what that fix writes
+    read_submission(replace(tmp_path, "octmnist_28.csv", r_fixed), split="test", expected_n=EXPECTED)
+
+
+def test_other_separators_are_named(tmp_path):
+    semi = body("breastmnist", good_rows("breastmnist")).replace(",", ";")
+    assert "uses ';' between values; use commas" in "\n".join(error(replace(tmp_path, "breastmnist_28.csv", semi)).report())
+    cr = body("breastmnist", good_rows("breastmnist")).replace("\n", "\r")
+    assert "bare CR" in "\n".join(error(replace(tmp_path, "breastmnist_28.csv", cr)).report())
+    utf16 = body("breastmnist", good_rows("breastmnist")).encode("utf-16")
+    assert "it is UTF-16" in "\n".join(error(replace(tmp_path, "breastmnist_28.csv", utf16)).report())
+
+
+def windows_zip(path: Path, files: dict) -> Path:
+    """A zip whose names use '\\' between folders, as Windows PowerShell 5's Compress-Archive writes them."""
+    return make_zip(path, {name.replace("/", "\\"): data for name, data in files.items()})
+
+
+def test_windows_backslash_zip_and_its_extracted_folder_are_read_the_same(tmp_path):
+    p = preds()
+    files = {f"my preds/{k}": v for k, v in files_for(p).items()}
+    files["my preds/notes.txt"] = b"x"
+    zpath = windows_zip(tmp_path / "win.zip", files)
+    with zipfile.ZipFile(zpath) as zf:
+        assert "my preds\\pathmnist_28.csv" in zf.namelist()
+    logs = []
+    sub = read_submission(zpath, split="test", expected_n=EXPECTED, log=logs.append)
+    assert sub.ignored == ["my preds/notes.txt"] and any("'\\' between folder names" in line for line in logs)
+    assert all(np.array_equal(sub.predictions[f], p[f]) for f in p)
+    # CodaBench extracts with zipfile on Linux: one file per member, its name holding the backslash
+    res = tmp_path / "res"
+    with zipfile.ZipFile(zpath) as zf:
+        zf.extractall(res)
+    (res / "metadata").write_text("exitCode: 0\n")
+    assert (res / "my preds\\pathmnist_28.csv").is_file()
+    sub2 = read_submission(res, split="test", expected_n=EXPECTED)
+    assert sub2.files == sub.files and all(np.array_equal(sub2.predictions[f], p[f]) for f in p)
+
+
+def test_backslash_neighbours(tmp_path):
+    files = {f"sub/{k}": v for k, v in files_for(preds()).items()}
+    mixed = {**{k.replace("/", "\\"): v for k, v in list(files.items())[:6]}, **dict(list(files.items())[6:])}
+    msg = "\n".join(error(make_zip(tmp_path / "m.zip", mixed)).report())
+    assert "holds a backslash: the zip mixes '\\' and '/'" in msg and "tar -a -c -f" in msg
+    code = error(windows_zip(tmp_path / "c.zip", {"sub/model.py": b"", "sub/weights/w.npz": b""}))
+    assert "writes '\\' between folder names" in code.report()[0] and "tar -a -c -f" in code.report()[0]
+    slip = error(windows_zip(tmp_path / "s.zip", {**files, "../../evil.csv": b"x"}))
+    assert "points outside the archive" in "\n".join(slip.report())
+
+
+def utf8_flagged_zip(path: Path, files: dict, bad_name: bytes, *, central_only: bool = False) -> Path:
+    """A zip whose member ``'é.csv'`` is flagged UTF-8 but named ``bad_name`` (not UTF-8) in its headers."""
+    make_zip(path, {**files, "\u00e9.csv": b"x"})
+    raw = path.read_bytes()
+    good = "\u00e9.csv".encode()
+    assert len(bad_name) == len(good)
+    if central_only:
+        at = raw.rindex(good)
+        raw = raw[:at] + bad_name + raw[at + len(good):]
+    else:
+        raw = raw.replace(good, bad_name)
+    path.write_bytes(raw)
+    return path
+
+
+def test_utf8_flagged_member_name_that_is_not_utf8(tmp_path):
+    path = utf8_flagged_zip(tmp_path / "u.zip", files_for(preds()), b"\xff\xfe.csv")
+    exc = error(path)
+    assert "marked as UTF-8 but is not UTF-8 (b'\\xff\\xfe.csv')" in exc.report()[0]
+    # neighbour: the central directory is fine, the prediction file's local header is not
+    files = files_for(preds())
+    make_zip(tmp_path / "l.zip", files)
+    raw = (tmp_path / "l.zip").read_bytes()
+    name = b"pathmnist_28.csv"
+    at = raw.index(name)  # the local header's copy comes first
+    raw = bytearray(raw)
+    raw[at - 30 + 7] |= 0x08  # general purpose flags, high byte: bit 11 = UTF-8
+    raw[at:at + 2] = b"\xff\xfe"
+    (tmp_path / "l.zip").write_bytes(bytes(raw))
+    assert "pathmnist_28.csv: the file cannot be read" in "\n".join(error(tmp_path / "l.zip").report())
+
+
+def test_folder_names_that_are_not_utf8_are_printed_escaped(tmp_path):
+    res = write_submission(tmp_path / "res", preds(), 28)
+    os.makedirs(os.path.join(os.fsencode(res), b"\xff\xfe"), exist_ok=True)
+    with open(os.path.join(os.fsencode(res), b"notes\xff\n.txt"), "wb") as fh:
+        fh.write(b"x")
+    logs = []
+    sub = read_submission(res, split="test", expected_n=EXPECTED, log=logs.append)
+    shown = "\n".join(logs + sub.ignored)
+    shown.encode("utf-8")  # printable: no lone surrogates, no raw newline inside a name
+    assert "notes\\udcff\\n.txt" in shown
+
+
+def test_untrusted_files_in_res(tmp_path):
+    res = write_submission(tmp_path / "res", preds(), 28)
+    (res / "pathmnist_28.csv").unlink()
+    os.mkfifo(res / "pathmnist_28.csv")  # never opened for reading in a blocking way
+    assert "pathmnist_28.csv: not a regular file" in "\n".join(error(res).report())
+    (res / "pathmnist_28.csv").unlink()
+    (res / "pathmnist_28.csv").mkdir()
+    assert "missing prediction file(s): pathmnist_28.csv" in "\n".join(error(res).report())
+
+
+def test_too_many_files_in_a_folder(tmp_path):
+    res = write_submission(tmp_path / "res", preds(), 28)
+    junk = res / "junk"
+    junk.mkdir()
+    for i in range(10_001):
+        (junk / str(i)).touch()
+    assert "more than 10000 files" in "\n".join(error(res).report())
+
+
+STATUS_CASES = [
+    ("list", lambda p: p.write_text("[1, 2, 3]"), "a JSON list, not an object"),
+    ("message is a number", lambda p: p.write_text('{"status": "failed", "message": 5}'), "'message' is a JSON int"),
+    ("message is an object", lambda p: p.write_text('{"status": "failed", "message": {"a": 1}}'), "'message' is a JSON dict"),
+    ("status is a number", lambda p: p.write_text('{"status": 0}'), "no string 'status'"),
+    ("batch is true", lambda p: p.write_text('{"status": "failed", "message": "m", "batch": true}'), "'batch' is a JSON bool"),
+    ("dataset unknown", lambda p: p.write_text('{"status": "failed", "message": "m", "dataset": "x"}'),
+     "'dataset' is not a dataset flag"),
+    ("not JSON", lambda p: p.write_bytes(b"\xff\xfe{"), "not UTF-8 JSON"),
+    ("deeply nested", lambda p: p.write_text("[" * 200_000 + "]" * 200_000), "not UTF-8 JSON"),
+    ("NaN", lambda p: p.write_text('{"status": NaN}'), "no string 'status'"),
+    ("400 MB", lambda p: os.truncate(p, 400 << 20) if p.touch() is None else None, "419,430,400 bytes; a status is at most"),
+    ("a folder", lambda p: p.mkdir(), "not a regular file"),
+    ("a link to /dev/zero", lambda p: p.symlink_to("/dev/zero"), "not a regular file"),
+]
+
+
+@pytest.mark.parametrize("label,make,found", STATUS_CASES, ids=[c[0] for c in STATUS_CASES])
+def test_ingestion_status_is_checked_by_its_schema(tmp_path, label, make, found):
+    import tracemalloc
+
+    res = write_submission(tmp_path / "res", preds(), 28)
+    make(res / "ingestion_status.json")
+    tracemalloc.start()
+    try:
+        exc = error(res)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    msg = "\n".join(exc.report())
+    assert found in msg and "A result submission must not contain a file of that name" in msg, msg
+    assert peak < 20 << 20  # the 400 MB file is never read
+
+
+def test_ingestion_status_message_is_shown_capped_and_printable(tmp_path):
+    res = write_submission(tmp_path / "res", preds(), 28)
+    (res / "ingestion_status.json").write_text(json.dumps(
+        {"status": "timeout", "message": "stopped\x1b[2J\ud800 " + "x" * 50_000, "dataset": "pathmnist", "batch": 2}))
+    exc = error(res)
+    line = exc.report()[0]
+    line.encode("utf-8")
+    assert "(timeout; dataset pathmnist, batch 2): stopped\\x1b[2J\\ud800 x" in line and "more characters" in line
+    assert len(line) < 20_000 and exc.kind == "code"
+
+
+def test_junk_lines_are_rejected_in_bounded_memory():
+    """A file of short junk lines just under the ChestMNIST test file cap: rejected after counting."""
+    import tracemalloc
+
+    from big.submission import DEFAULT_LIMITS, parse_prediction_csv
+
+    ds = registry.get("chestmnist")
+    n = ds.n_samples["test"]
+    cap = DEFAULT_LIMITS.max_bytes(n, ds.n_labels)
+    header = ("id," + ",".join(map(str, range(ds.n_labels))) + "\n").encode()
+    cases = {
+        "short junk lines": header + b"x\n" * ((cap - len(header)) // 2),
+        "right line count, junk": header + (b"x" * ((cap - len(header)) // n - 1) + b"\n") * n,
+        "right line count, commas": header + (b"," * ((cap - len(header)) // n - 1) + b"\n") * n,
+        "one giant line": header + b"0," * ((cap - len(header)) // 2 - 8),
+        "giant header": b"id" + b",0" * ((cap - 16) // 2) + b"\n0,1\n",
+        "empty lines": header + b"\n" * (cap - len(header) - 1) + b"0",
+    }
+    for label, data in cases.items():
+        assert len(data) <= cap, label
+        tracemalloc.start()
+        try:
+            col_msgs = []
+            from big.csvfile import Collector
+
+            col = Collector()
+            assert parse_prediction_csv(data, name="chestmnist_28.csv", n=n, n_cols=ds.n_labels, flag="chestmnist",
+                                        collector=col) is None
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        col_msgs = [str(p) for p in col.finish()]
+        assert col_msgs, label
+        assert peak <= min(3 * len(data) + (100 << 20), 200 << 20), (label, peak >> 20)
