@@ -16,12 +16,17 @@ import sys
 import textwrap
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
 from conftest import REPO
-from test_ingestion_pipeline import model_with, prediction_job, status_of, world  # noqa: F401 - fixture
+from test_ingestion_pipeline import make_program, make_world, model_with, prediction_job, status_of
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return make_world(tmp_path_factory)
+
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or not os.path.isdir("/proc/self"),
                                 reason="process-tree control is implemented for Linux (/proc, prctl) only")
@@ -106,7 +111,7 @@ def assert_nothing_left(token: str, grace: float = 0.0) -> None:
 # model code for each case, run in predict() of the first dataset
 CASES = {
     "sleeps": "import time\ntime.sleep(60)",
-    "forks": f"""
+    "forks": """
         import os, time
         if os.fork() == 0:
             while True:
@@ -160,7 +165,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_budget_stops_the_whole_tree(case, tmp_path, world, tree_mark):  # noqa: F811
+def test_budget_stops_the_whole_tree(case, tmp_path, world, tree_mark):
     body = "if dataset == 'pathmnist':\n" + textwrap.indent(textwrap.dedent(CASES[case]).strip(), "    ")
     t = time.monotonic()
     rc, out, log = prediction_job(tmp_path, world, {"model.py": model_with(body)}, budget=3.0, margin=0.5)
@@ -177,7 +182,7 @@ def test_budget_stops_the_whole_tree(case, tmp_path, world, tree_mark):  # noqa:
         assert "other process(es) the model had started" in log
 
 
-def test_budget_while_loading_with_a_detached_daemon(tmp_path, world, tree_mark):  # noqa: F811
+def test_budget_while_loading_with_a_detached_daemon(tmp_path, world, tree_mark):
     model = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork():\n        os._exit(0)\n"
              "    while True:\n        time.sleep(0.2)\ntime.sleep(60)\n") + model_with("")
     rc, out, log = prediction_job(tmp_path, world, {"model.py": model}, budget=2.5, margin=0.5)
@@ -186,7 +191,7 @@ def test_budget_while_loading_with_a_detached_daemon(tmp_path, world, tree_mark)
     assert_nothing_left(tree_mark)
 
 
-def test_nothing_survives_a_normal_finish(tmp_path, world, tree_mark):  # noqa: F811
+def test_nothing_survives_a_normal_finish(tmp_path, world, tree_mark):
     """A daemon detached by a model that then finishes normally is stopped too, before the status is
     written: it cannot overwrite the output afterwards."""
     out_dir = tmp_path / "output"
@@ -232,11 +237,9 @@ def _unshare_works() -> bool:
 
 @pytest.mark.skipif(not _unshare_works(), reason="no unprivileged PID namespaces here (unshare --user --pid)")
 @pytest.mark.parametrize("ending", ["finishes", "budget"])
-def test_ingestion_program_as_pid_1(ending, tmp_path, world):  # noqa: F811
+def test_ingestion_program_as_pid_1(ending, tmp_path, world):
     """In a container without an init, ingest.py is PID 1: orphans come to it directly. A detached
     daemon is still stopped, and the run neither hangs nor loses its status."""
-    from test_ingestion_pipeline import make_program
-
     sleep = "\nif dataset == 'chestmnist':\n    import time\n    time.sleep(60)" if ending == "budget" else ""
     model = model_with(textwrap.dedent("""
         import os, time

@@ -30,6 +30,10 @@ N_TEST = 24
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
+    return make_world(tmp_path_factory)
+
+
+def make_world(tmp_path_factory) -> dict:
     """Synthetic npz files (28 and 64 px), the test split's input data at 28 px only, the reference."""
     root = tmp_path_factory.mktemp("ingest")
     src = root / "npz"

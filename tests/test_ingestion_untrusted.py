@@ -25,8 +25,14 @@ from big import ingestion, registry
 from big.submission import write_submission
 
 from conftest import REPO
-from test_ingestion_pipeline import (N_TEST, UNIFORM, make_program, model_with, prediction_job, scoring_job,
-                                     status_of, world)  # noqa: F401 - world is a fixture
+from test_ingestion_pipeline import (N_TEST, UNIFORM, make_program, make_world, model_with, prediction_job,
+                                     scoring_job, status_of)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return make_world(tmp_path_factory)
+
 
 CSVS = sorted(f"{f}_28.csv" for f in registry.flags())
 
@@ -161,7 +167,7 @@ def test_torch_tensor_rejected_with_the_conversion():
     assert "tensor.detach().cpu().numpy()" in msg
 
 
-def test_masked_nan_model_fails_in_ingestion_not_at_the_scorer(tmp_path, world):  # noqa: F811
+def test_masked_nan_model_fails_in_ingestion_not_at_the_scorer(tmp_path, world):
     model = model_with("if dataset == 'bloodmnist':\n    out[0, 0] = np.nan\nout = np.ma.masked_invalid(out)")
     rc, out, log = prediction_job(tmp_path, world, {"model.py": model})
     status = status_of(out)
@@ -171,7 +177,7 @@ def test_masked_nan_model_fails_in_ingestion_not_at_the_scorer(tmp_path, world):
     assert rc == 1 and "masked array" in err
 
 
-def test_array_subclasses_become_their_plain_values(tmp_path, world):  # noqa: F811
+def test_array_subclasses_become_their_plain_values(tmp_path, world):
     model = model_with("out = np.asmatrix(out) if dataset == 'pathmnist' else np.ma.masked_array(out, mask=False)")
     rc, out, log = prediction_job(tmp_path, world, {"model.py": model})
     assert rc == 0, log
@@ -219,7 +225,7 @@ FORGED = {
 
 
 @pytest.mark.parametrize("case", sorted(FORGED))
-def test_forged_or_malformed_messages_fail_cleanly(case, tmp_path, world):  # noqa: F811
+def test_forged_or_malformed_messages_fail_cleanly(case, tmp_path, world):
     payload, where, needle = FORGED[case]
     rc, out, log = prediction_job(tmp_path, world, {"model.py": forge(payload, where)})
     status = status_of(out)
@@ -264,7 +270,7 @@ def _forging_model(extra: str = "") -> str:
             "time.sleep(30)\n")
 
 
-def test_forged_complete_run_without_files_is_not_ok(tmp_path, world):  # noqa: F811
+def test_forged_complete_run_without_files_is_not_ok(tmp_path, world):
     rc, out, log = prediction_job(tmp_path, world, {"model.py": _forging_model()})
     status = status_of(out)
     assert rc == 1 and status["status"] == "failed"
@@ -273,7 +279,7 @@ def test_forged_complete_run_without_files_is_not_ok(tmp_path, world):  # noqa: 
     assert files_in(out) == ["ingestion_status.json"]
 
 
-def test_forged_run_with_files_of_the_wrong_length_is_not_ok(tmp_path, world):  # noqa: F811
+def test_forged_run_with_files_of_the_wrong_length_is_not_ok(tmp_path, world):
     rc, out, log = prediction_job(tmp_path, world, {"model.py": _forging_model(_staging_writer(N_TEST - 1))})
     status = status_of(out)
     assert rc == 1 and status["status"] == "failed"
@@ -281,7 +287,7 @@ def test_forged_run_with_files_of_the_wrong_length_is_not_ok(tmp_path, world):  
     assert files_in(out) == ["ingestion_status.json"]
 
 
-def test_forged_run_with_valid_files_is_checked_like_any_result(tmp_path, world):  # noqa: F811
+def test_forged_run_with_valid_files_is_checked_like_any_result(tmp_path, world):
     """Files that pass the scorer's reader are predictions, whoever wrote them: ok, and they score."""
     rc, out, log = prediction_job(tmp_path, world, {"model.py": _forging_model(_staging_writer(N_TEST))})
     assert rc == 0, log
@@ -295,7 +301,7 @@ def test_forged_run_with_valid_files_is_checked_like_any_result(tmp_path, world)
     ("huge", "far more than its rows can take"),
     ("directory", "pathmnist_28.csv: the prediction file is"),
 ])
-def test_staged_file_replaced_by_the_model(trick, needle, tmp_path, world):  # noqa: F811
+def test_staged_file_replaced_by_the_model(trick, needle, tmp_path, world):
     """The model replaces an already written CSV in the staging folder: the read-back never blocks,
     follows a link or reads without bound, and the run fails with a message."""
     # (kept small and finite: an implementation that follows links or copies blindly must not fill the disk)
@@ -317,7 +323,7 @@ def test_staged_file_replaced_by_the_model(trick, needle, tmp_path, world):  # n
     assert files_in(out) == ["ingestion_status.json"]
 
 
-def test_closed_channel_is_named(tmp_path, world):  # noqa: F811
+def test_closed_channel_is_named(tmp_path, world):
     model = model_with("import os, sys\nif dataset == 'dermamnist':\n    os.close(int(sys.argv[2]))")
     rc, out, log = prediction_job(tmp_path, world, {"model.py": model})
     status = status_of(out)
@@ -326,7 +332,7 @@ def test_closed_channel_is_named(tmp_path, world):  # noqa: F811
     assert "dermamnist" in status["message"]
 
 
-def test_stdout_redirected_into_the_channel(tmp_path, world):  # noqa: F811
+def test_stdout_redirected_into_the_channel(tmp_path, world):
     model = model_with("import os, sys\nos.dup2(int(sys.argv[2]), 1)\nprint('hello', flush=True)")
     rc, out, log = prediction_job(tmp_path, world, {"model.py": model})
     status = status_of(out)
@@ -378,7 +384,7 @@ def _run_program(tmp_path, world, model: str, budget: float = 30):
 
 
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGUSR1", "SIGHUP", "SIGINT"])
-def test_signal_to_the_supervisor_ends_with_a_status(sig, tmp_path, world):  # noqa: F811
+def test_signal_to_the_supervisor_ends_with_a_status(sig, tmp_path, world):
     model = model_with(f"import os, signal, time\nif dataset == 'octmnist':\n"
                        f"    os.kill(os.getppid(), signal.{sig})\n    time.sleep(30)")
     res, out = _run_program(tmp_path, world, model)
@@ -389,13 +395,13 @@ def test_signal_to_the_supervisor_ends_with_a_status(sig, tmp_path, world):  # n
     assert files_in(out) == ["ingestion_status.json"]
 
 
-def test_suspending_the_supervisor_is_ignored(tmp_path, world):  # noqa: F811
+def test_suspending_the_supervisor_is_ignored(tmp_path, world):
     model = model_with("import os, signal\nif dataset == 'octmnist':\n    os.kill(os.getppid(), signal.SIGTSTP)")
     res, out = _run_program(tmp_path, world, model)
     assert res.returncode == 0 and status_of(out)["status"] == "ok", res.stdout + res.stderr
 
 
-def test_model_killing_the_supervisor_dies_with_it(tmp_path, world):  # noqa: F811
+def test_model_killing_the_supervisor_dies_with_it(tmp_path, world):
     """SIGKILL cannot be caught: the status written before the model started stays (failed), and the
     worker does not live on (it dies with its parent)."""
     pidfile = tmp_path / "worker.pid"
@@ -451,7 +457,7 @@ def _scribbler(out_dir, then: str = "") -> str:
     """) + then)
 
 
-def test_output_holds_only_our_files_after_success(tmp_path, world):  # noqa: F811
+def test_output_holds_only_our_files_after_success(tmp_path, world):
     rc, out, log = prediction_job(tmp_path, world, {"model.py": _scribbler(tmp_path / "output")})
     assert rc == 0, log
     assert files_in(out) == sorted(CSVS + ["ingestion_status.json"])
@@ -460,7 +466,7 @@ def test_output_holds_only_our_files_after_success(tmp_path, world):  # noqa: F8
     assert scoring_job(out, world, tmp_path)[0] == 0
 
 
-def test_output_holds_only_our_status_after_failure(tmp_path, world):  # noqa: F811
+def test_output_holds_only_our_status_after_failure(tmp_path, world):
     model = _scribbler(tmp_path / "output", then="if dataset == 'dermamnist':\n    raise ValueError('late')")
     rc, out, log = prediction_job(tmp_path, world, {"model.py": model})
     assert rc == 1
@@ -468,7 +474,7 @@ def test_output_holds_only_our_status_after_failure(tmp_path, world):  # noqa: F
     assert "predict raised ValueError: late" in status_of(out)["message"]
 
 
-def test_zip_with_its_own_status_file_gets_ours(tmp_path, world):  # noqa: F811
+def test_zip_with_its_own_status_file_gets_ours(tmp_path, world):
     fake = json.dumps({"track": "code", "status": "ok", "message": "forged"})
     files = {"model.py": model_with("raise RuntimeError('x')"), "ingestion_status.json": fake}
     rc, out, log = prediction_job(tmp_path, world, files)
@@ -476,7 +482,7 @@ def test_zip_with_its_own_status_file_gets_ours(tmp_path, world):  # noqa: F811
     assert "predict raised RuntimeError" in status_of(out)["message"]
 
 
-def test_local_output_keeps_what_was_there_before(tmp_path, world):  # noqa: F811
+def test_local_output_keeps_what_was_there_before(tmp_path, world):
     """A local run into a folder that already held files removes only what appeared during the run."""
     prog = make_program(tmp_path / "prog", {"model.py": _scribbler(tmp_path / "out")})
     out = tmp_path / "out"
@@ -506,7 +512,7 @@ PARTICIPANT_STATUS = {
 
 
 @pytest.mark.parametrize("case", sorted(PARTICIPANT_STATUS) + ["directory", "symlink", "in_folder"])
-def test_result_submission_status_file_is_removed_and_it_scores(case, tmp_path, world):  # noqa: F811
+def test_result_submission_status_file_is_removed_and_it_scores(case, tmp_path, world):
     folder = "preds/" if case == "in_folder" else ""
     files = _result_files(tmp_path, folder)
     if case in PARTICIPANT_STATUS:
@@ -532,7 +538,7 @@ def test_result_submission_status_file_is_removed_and_it_scores(case, tmp_path, 
     assert rc == 0, err
 
 
-def test_result_submission_status_removed_even_when_the_config_is_broken(tmp_path, world):  # noqa: F811
+def test_result_submission_status_removed_even_when_the_config_is_broken(tmp_path, world):
     files = _result_files(tmp_path)
     files["ingestion_status.json"] = PARTICIPANT_STATUS["failed"]
     prog = make_program(tmp_path / "prog", files)
@@ -550,7 +556,7 @@ def test_result_submission_status_removed_even_when_the_config_is_broken(tmp_pat
 # ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("folder", ["", "preds/"])
-def test_result_zip_with_model_py_is_not_run_and_the_model_is_listed(folder, tmp_path, world):  # noqa: F811
+def test_result_zip_with_model_py_is_not_run_and_the_model_is_listed(folder, tmp_path, world):
     files = _result_files(tmp_path, folder)
     files[folder + "model.py"] = "raise SystemExit('must never run')\n"
     rc, out, log = prediction_job(tmp_path, world, files)

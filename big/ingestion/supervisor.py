@@ -221,64 +221,69 @@ def _supervise(model_path: Path, dirs: List[Path], staging: Path, cfg: Ingestion
 def _read_channel(proc: subprocess.Popen, rfd: int, sigs: _Signals, prog: Progress, cfg: IngestionConfig,
                   t0: float, deadline: float, log) -> None:
     """Read and apply the worker's messages until an outcome, the worker's exit, the budget, a signal
-    or a protocol violation."""
+    or a protocol violation. At a stop, what is already in the pipe is read first (the location in
+    the status is then exact), without waiting for more."""
     sel = selectors.DefaultSelector()
     sel.register(rfd, selectors.EVENT_READ, "channel")
     if sigs.wakeup_r is not None:
         sel.register(sigs.wakeup_r, selectors.EVENT_READ, "signal")
+    pending = selectors.DefaultSelector()  # the channel alone
+    pending.register(rfd, selectors.EVENT_READ)
     lines = _Lines()
     note = {"last": time.monotonic()}
-    channel_open = True
+    state = {"open": True}
 
-    def take(data: bytes) -> None:
+    def read_once() -> None:
+        data = os.read(rfd, 1 << 16)
+        if not data:  # EOF: every writer closed it (the worker's exit, or the model closed it)
+            state["open"] = False
+            sel.unregister(rfd)
+            pending.unregister(rfd)
+            if proc.poll() is None:
+                prog.channel_closed_early = True
+            if lines.buf:
+                raise protocol.Violation(f"an unterminated line {protocol.show(lines.buf)}")
+            return
         for line in lines.feed(data):
             msg = protocol.check(protocol.decode(line), prog)
             _apply(msg, prog, note, cfg, t0, log)
             if prog.outcome is not None:
                 return
 
+    def drain(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while state["open"] and prog.outcome is None and time.monotonic() < end and pending.select(timeout=0):
+            read_once()
+
     try:
         while prog.outcome is None:
             if sigs.received:
                 prog.interrupted = sigs.received
+                drain(0.2)
                 return
             now = time.monotonic()
             if now >= deadline:
                 prog.timed_out = True
+                drain(0.2)
                 return
             for key, _ in sel.select(timeout=min(0.5, max(0.01, deadline - now))):
                 if key.data == "signal":
                     try:
                         os.read(sigs.wakeup_r, 4096)
-                    except (BlockingIOError, OSError):
+                    except OSError:
                         pass
-                    continue
-                data = os.read(rfd, 1 << 16)
-                if not data:  # EOF: every writer closed it; the worker's exit (or the model closed it)
-                    sel.unregister(rfd)
-                    channel_open = False
-                    if proc.poll() is None:
-                        prog.channel_closed_early = True
-                    if lines.buf:
-                        raise protocol.Violation(f"an unterminated line {protocol.show(lines.buf)}")
-                    break
-                take(data)
+                elif state["open"]:
+                    read_once()
                 if prog.outcome is not None:
                     return
-            if proc.poll() is not None:  # the worker exited: read what is left, without waiting for
-                end = time.monotonic() + 0.5  # a grandchild that may hold the channel open
-                while channel_open and time.monotonic() < end and sel.select(timeout=0):
-                    data = os.read(rfd, 1 << 16)
-                    if not data:
-                        break
-                    take(data)
-                    if prog.outcome is not None:
-                        return
+            if proc.poll() is not None:  # the worker exited: what is left, without waiting for a
+                drain(0.5)               # grandchild that may hold the channel open
                 return
     except protocol.Violation as exc:
         prog.violation = str(exc)
     finally:
         sel.close()
+        pending.close()
 
 
 def _apply(msg: dict, prog: Progress, note: dict, cfg: IngestionConfig, t0: float, log) -> None:
