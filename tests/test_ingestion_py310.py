@@ -148,3 +148,45 @@ def test_numpy_sample_and_a_fault_in_gpu310_venv(py310, bundle_program, tmp_path
     status = json.loads((out2 / "ingestion_status.json").read_text())
     assert status["status"] == "failed" and "expected (80, 9)" in status["message"]
     assert [p.name for p in out2.iterdir()] == ["ingestion_status.json"]
+
+
+HOSTILE = {
+    # case: (model.py, budget, expected rc, expected status, words in the status message or the log)
+    "forged_done": ("import os, sys\nos.write(int(sys.argv[2]), b'{\"event\": \"done\"}\\n')\nclass Model:\n"
+                    "    resolution = 28\n    def predict(self, dataset, images):\n        return None\n",
+                    60, 1, "failed", ["interfered", "'done' message after 0 of 12"]),
+    "masked_nan": ("import numpy as np\nclass Model:\n    resolution = 28\n    def predict(self, dataset, images):\n"
+                   "        return np.ma.masked_invalid(np.full((len(images), 9), np.nan))\n",
+                   60, 1, "failed", ["masked array"]),
+    "torch_tensor": ("import torch\nclass Model:\n    resolution = 28\n    def predict(self, dataset, images):\n"
+                     "        return torch.full((len(images), 9), 0.5)\n", 60, 1, "failed", ["tensor.detach()"]),
+    "detached_daemon_past_budget": (
+        "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork():\n        os._exit(0)\n"
+        "    while True:\n        time.sleep(0.2)\nclass Model:\n    resolution = 28\n"
+        "    def predict(self, dataset, images):\n        time.sleep(60)\n",
+        4, 1, "timeout", ["time budget exceeded", "stopped 1 other process(es)"]),
+    "sigterm_to_the_supervisor": (
+        "import os, signal, time\nclass Model:\n    resolution = 28\n    def predict(self, dataset, images):\n"
+        "        os.kill(os.getppid(), signal.SIGTERM)\n        time.sleep(30)\n", 60, 1, "failed", ["received SIGTERM"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_models_in_gpu310_venv(case, py310, bundle_program, tmp_path, synth_root):
+    """ingest.py as bundled, in the gpu310 stand-in: a clear status and no traceback of ours."""
+    model, budget, rc, state, words = HOSTILE[case]
+    inp = inputdata.write_input_data(synth_root, "test", [28], tmp_path / "input_data", allow_synthetic=True)
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "model.py").write_text(model)
+    out = tmp_path / "out"
+    shutil.copytree(sub, out)
+    res = subprocess.run([str(py310), str(bundle_program / "ingest.py"), str(inp), str(out), str(sub),
+                          "--data-dir", "", "--time-budget", str(budget)],
+                         capture_output=True, text=True, env=_clean_env(), cwd=tmp_path, timeout=120)
+    status = json.loads((out / "ingestion_status.json").read_text())
+    assert res.returncode == rc and status["status"] == state, res.stdout + res.stderr
+    for word in words:
+        assert word in status["message"] + res.stdout, (word, status["message"], res.stdout)
+    assert "big/ingestion/" not in res.stderr and "ingest.py\", line" not in res.stderr, res.stderr
+    assert [p.name for p in out.iterdir()] == ["ingestion_status.json"]

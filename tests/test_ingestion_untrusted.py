@@ -563,3 +563,32 @@ def test_result_zip_with_model_py_is_not_run_and_the_model_is_listed(folder, tmp
     assert rc == 0 and f"{folder}model.py beside the 12 prediction files is ignored" in log
     assert not (out / "ingestion_status.json").exists()
     assert scoring_job(out, world, tmp_path)[0] == 0
+
+
+def test_model_rewriting_the_ingestion_programs_files(tmp_path, world):
+    """The model can find the ingestion program's own files (its worker imported them) and rewrite
+    them; the supervisor has imported everything it needs before the model starts, so it still
+    checks and reports normally. (A bundled copy, never the repository's files.)"""
+    from conftest import bundled_program
+
+    program = bundled_program("ingestion_program", tmp_path / "ingestion_program")
+    marker = tmp_path / "tampered"
+    model = UNIFORM + textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        root = Path(sys.modules['big'].__file__).resolve().parent
+        if str(root).startswith({str(tmp_path)!r}):   # only ever the bundled copy
+            for rel in ('submission.py', 'errors.py', 'ingestion/results.py', 'ingestion/program.py',
+                        'ingestion/supervisor.py', 'ingestion/reaper.py'):
+                (root / rel).write_text("raise SystemExit('tampered')\\n")
+            Path({str(marker)!r}).write_text('yes')
+    """)
+    prog = make_program(tmp_path / "prog", {"model.py": model})
+    out = tmp_path / "out"
+    shutil.copytree(prog, out)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    res = subprocess.run([sys.executable, str(program / "ingest.py"), str(world["input"]), str(out), str(prog),
+                          "--data-dir", ""], capture_output=True, text=True, env=env, timeout=120)
+    assert marker.exists()
+    assert res.returncode == 0 and status_of(out)["status"] == "ok", res.stdout + res.stderr
+    assert files_in(out) == sorted(CSVS + ["ingestion_status.json"])
