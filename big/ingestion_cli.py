@@ -109,7 +109,8 @@ def _result_zip(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("ingest", help="run the ingestion program on a code submission (as CodaBench's prediction job)")
     p.add_argument("input_data", help="images-only folder ({flag}_{size}.npy; `big input-data`)")
-    p.add_argument("output", help="prediction output folder (the 12 CSVs + ingestion_status.json)")
+    p.add_argument("output", help="prediction output folder (the 12 CSVs + ingestion_status.json); a folder of its "
+                                  "own: other entries that appear there during the run are removed")
     p.add_argument("program", help="the unzipped submission (model.py + weights)")
     p.add_argument("--data-dir", help="fallback folder for images absent from INPUT_DATA (default /app/data)")
     p.add_argument("--config", help="ingestion config YAML (default ingestion_program/config.yaml)")
