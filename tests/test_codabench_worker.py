@@ -442,7 +442,7 @@ def test_run_local_image_gpu310_runs_the_sample_code_submission(bundle, synth_ro
              "print('PROBE', sys.executable, platform.python_version(), np.__version__, torch.__version__, flush=True)\n"
              "class Model:\n    resolution = 28\n    def predict(self, dataset, images):\n"
              "        return np.full((len(images), C[dataset]), 0.5)\n")
-    r = run(bundle, tmp_path / "probe", {"model.py": probe}, image="gpu310")
+    r = run(bundle, tmp_path / "probe", {"model.py": probe}, image="auto")  # = the bundle's docker_image, gpu310
     assert r.status == "Finished" and r.python == str(py)
     assert [c[0] for c in r.commands] == [str(py), str(py)]  # ingestion, then scoring
     line = next(l for l in (tmp_path / "probe/run/logs/prediction_ingestion_stdout").read_text().splitlines()
@@ -450,6 +450,30 @@ def test_run_local_image_gpu310_runs_the_sample_code_submission(bundle, synth_ro
     exe, version, np_version, torch_version = line.split("PROBE ", 1)[1].split()
     assert exe.startswith(str(py.parent)) and version.startswith("3.10") and np_version == "1.26.4"
     assert torch_version.startswith("2.3.1")
+
+
+@pytest.mark.codabench_env
+def test_big_ingest_image_runs_the_ingestion_program_in_the_venv(bundle, tmp_path, capfd):
+    """`big ingest --image gpu310`: the whole ingestion program under the image venv's Python."""
+    from conftest import image_python
+
+    py = image_python("gpu310")
+    prog = tmp_path / "sub"
+    prog.mkdir()
+    (prog / "model.py").write_text(
+        "import sys, platform, numpy as np\nC = " + json.dumps(N_LABELS) + "\n"
+        "print('PROBE', sys.executable, platform.python_version(), np.__version__, flush=True)\n"
+        "class Model:\n    resolution = 28\n    def predict(self, dataset, images):\n"
+        "        return np.full((len(images), C[dataset]), 0.5)\n")
+    code = cli.main(["ingest", str(bundle / "dev" / "input_data"), str(tmp_path / "out"), str(prog),
+                     "--image", "gpu310"])
+    out = capfd.readouterr().out  # the subprocess writes to the file descriptor
+    assert code == 0
+    assert f"ingestion program runs with image gpu310 (codalab/codalab-legacy:gpu310): {py}" in out
+    exe, version, np_version = out.split("PROBE ", 1)[1].split()[:3]
+    assert exe.startswith(str(py.parent)) and version.startswith("3.10") and np_version == "1.26.4"
+    status = json.loads((tmp_path / "out" / "ingestion_status.json").read_text())
+    assert status["status"] == "ok" and len(list((tmp_path / "out").glob("*_28.csv"))) == 12
 
 
 def test_run_local_image_options_are_checked(bundle, tmp_path, capsys):
