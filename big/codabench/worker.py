@@ -596,8 +596,8 @@ class Worker:
                 raise UsageError([Problem(
                     f"--time-limit {o.time_limit}: the ingestion program's budget would be {derived} s ({limit} s minus "
                     f"{limits.margin_rule()} kept for starting the container and writing the results), but it stops "
-                    f"the model {stop:g} s before its budget: the model would get no time, and the platform would show "
-                    f"the same. Give at least {limits.min_limit(stop)} s, or try a budget alone with "
+                    f"the model {stop:g} s before its budget, so the model would get no time (on CodaBench a limit this "
+                    f"short fails every code submission too). Give at least {limits.min_limit(stop)} s, or try a budget alone with "
                     "`big ingest --time-budget SECONDS`.")],
                     summary=f"--time-limit {o.time_limit} leaves the ingestion program no time "
                             f"(at least {limits.min_limit(stop)} s)")
