@@ -23,7 +23,10 @@ Measures, on one device:
 The JSON records torch, CUDA, cuDNN, the GPU's name, memory and driver, timm, numpy, Python, the
 git commit and every setting. Step times use ``torch.cuda.synchronize`` around the timed steps, and
 the loop reads the loss every step as ``big train`` does. A time guard (``--budget-s``, default
-210 s) skips what is left and says so in the JSON, so the run fits a 4-minute slot.
+210 s) skips what is left and says so in the JSON, so the run fits a 4-minute slot. The JSON is
+rewritten after every measurement, and a measurement that raises (say an op without a
+deterministic CUDA kernel; ``--no-deterministic`` turns big train's deterministic algorithms off)
+is recorded under ``errors`` while the others still run; the exit code is then 1.
 
 Needs installed: Python >= 3.10, numpy, pyyaml, torch >= 2.0 (the machine's own build; CUDA for
 the real run), timm >= 1.0 (with the torchvision it imports); optional pynvml or nvidia-smi for
@@ -321,13 +324,36 @@ def main(argv=None) -> int:
     if not s["deterministic"]:
         torch.backends.cudnn.benchmark = True
     result = {"benchmark": "benchmarks/bench_gpu.py", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "environment": environment(device), "settings": s, "training": [], "ingestion": [], "skipped": []}
+              "environment": environment(device), "settings": s, "training": [], "ingestion": [], "skipped": [], "errors": []}
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every measurement: a run killed from outside still leaves its figures
+        result["wall_s"] = round(time.perf_counter() - t0, 1)
+        tmp_out = out.with_name(out.name + ".tmp")
+        tmp_out.write_text(json.dumps(result, indent=1) + "\n")
+        os.replace(tmp_out, out)
 
     def over_budget(what: str) -> bool:
         if time.perf_counter() - t0 > args.budget_s:
             result["skipped"].append(f"{what}: time budget of {args.budget_s:.0f} s spent")
             return True
         return False
+
+    def attempt(what: str, fn, *a):
+        """One measurement; an exception is recorded (and the run goes on) instead of losing the rest."""
+        try:
+            return fn(*a)
+        except Exception as exc:  # e.g. an op without a deterministic CUDA kernel, out of memory
+            import traceback
+
+            result["errors"].append({"what": what, "error": f"{type(exc).__name__}: {exc}"[:2000],
+                                     "where": traceback.format_exc(limit=4)[-2000:]})
+            print(f"{what}: FAILED ({type(exc).__name__}: {str(exc)[:300]})", flush=True)
+            return None
+        finally:
+            save()
 
     with tempfile.TemporaryDirectory(prefix="bench_gpu_") as tmp:
         work = Path(tmp)
@@ -343,7 +369,10 @@ def main(argv=None) -> int:
                     what = f"{model} {input_name} amp {'on' if amp else 'off'}"
                     if over_budget(what):
                         continue
-                    r = bench_training(model, input_name, amp, s, device, data_dirs[INPUTS[input_name][0]])
+                    r = attempt(what, bench_training, model, input_name, amp, s, device,
+                                data_dirs[INPUTS[input_name][0]])
+                    if r is None:
+                        continue
                     result["training"].append(r)
                     print(f"{what}: {r['steps_per_s']} steps/s, {r['images_per_s']} images/s, data wait "
                           f"{100 * r['data_wait_share']:.1f} %, GPU util {r['gpu_util_mean']}", flush=True)
@@ -366,18 +395,15 @@ def main(argv=None) -> int:
                 for bn_mode in ("shared", "per_dataset"):
                     if over_budget(f"ingestion {bn_mode}"):
                         continue
-                    ing = bench_ingestion(bn_mode, s, device, work, root, inp)
+                    ing = attempt(f"ingestion {bn_mode}", bench_ingestion, bn_mode, s, device, work, root, inp)
+                    if ing is None:
+                        continue
                     result["ingestion"].append(ing)
                     print(f"ingestion ({bn_mode}): rc {ing['returncode']}, {ing['csv_files']} CSVs, "
                           f"{ing['images_per_s']} images/s incl. start-up", flush=True)
-    result["wall_s"] = round(time.perf_counter() - t0, 1)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_name(out.name + ".tmp")
-    tmp_out.write_text(json.dumps(result, indent=1) + "\n")
-    os.replace(tmp_out, out)
+    save()
     print(f"wrote {out} ({result['wall_s']} s; {result['environment']['gpu_name'] or 'no GPU'})")
-    failed = [i for i in result["ingestion"] if i["returncode"] != 0]
+    failed = result["errors"] or [i for i in result["ingestion"] if i["returncode"] != 0]
     return 1 if failed or not all(t["losses_finite"] for t in result["training"]) else 0
 
 

@@ -43,7 +43,18 @@ def test_tiny_cpu_run_writes_every_measurement(tmp_path):
     for i in res["ingestion"]:
         assert i["returncode"] == 0 and i["csv_files"] == len(registry.flags()) and i["status"]["status"] == "ok"
         assert i["images"] == 4 * len(registry.flags()) and i["images_per_s"] > 0
-    assert res["skipped"] == [] and res["wall_s"] > 0
+    assert res["skipped"] == [] and res["errors"] == [] and res["wall_s"] > 0
+
+
+def test_a_failing_measurement_is_recorded_and_the_rest_still_runs(tmp_path):
+    out = tmp_path / "bench.json"
+    r = _run("--tiny", "--device", "cpu", "--models", "nosuchmodel,resnet10t", "--inputs", "28pad224", "--amp", "off",
+             "--steps", "1", "--warmup", "0", "--ingest-n", "0", "--out", out)
+    assert r.returncode == 1 and "nosuchmodel 28pad224 amp off: FAILED" in r.stdout
+    res = json.loads(out.read_text())
+    assert [e["what"] for e in res["errors"]] == ["nosuchmodel 28pad224 amp off"]
+    assert "nosuchmodel" in res["errors"][0]["error"]
+    assert [t["model"] for t in res["training"]] == ["resnet10t"]
 
 
 def test_time_budget_skips_and_says_so(tmp_path):
