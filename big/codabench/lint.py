@@ -492,12 +492,33 @@ def _check_fact_sheet(L: _Lint, doc: dict) -> None:
                 L.err("fact_sheet", where, f"{flag} must be the string \"true\" or \"false\", found {v!r}")
 
 
+def _benchmark(L: _Lint, tasks: Dict[int, dict]) -> str:
+    """"big", or "robustness" when the scoring programs' config.yaml say ``benchmark: robustness`` (BIG-C)."""
+    import yaml
+
+    found = set()
+    for t in tasks.values():
+        ref = t.get("scoring_program")
+        cfg = L.root / ref / "config.yaml" if isinstance(ref, str) else None
+        if cfg is not None and cfg.is_file():
+            try:
+                m = yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}
+            except yaml.YAMLError:
+                continue
+            found.add(str(m.get("benchmark", "big")) if isinstance(m, dict) else "big")
+    return "robustness" if "robustness" in found else "big"
+
+
 def _check_scores(L: _Lint, cols: Optional[List[dict]], tasks: Dict[int, dict]) -> None:
     if cols is None:
         return
     plain = [c.get("key") for c in sorted(cols, key=lambda c: c.get("index", 0) if _is_int(c.get("index")) else 0)
              if c.get("computation") is None]
-    expected = registry.score_keys()
+    expected, primary = registry.score_keys(), "auc"
+    if _benchmark(L, tasks) == "robustness":  # BIG-C: its own score table (big.robustness.columns)
+        from ..robustness import columns as robustness_columns
+
+        expected, primary = robustness_columns.score_keys(), robustness_columns.PRIMARY
     missing = [k for k in expected if k not in plain]
     extra = [k for k in plain if k not in expected]
     if missing:
@@ -508,8 +529,9 @@ def _check_scores(L: _Lint, cols: Optional[List[dict]], tasks: Dict[int, dict]) 
                                                    "they would show n/a and could rank first")
     if not missing and not extra and plain != expected:
         L.warn("scores", "leaderboards[0].columns", "columns are not in the order of big.registry.score_keys()")
-    if plain and plain[0] != "auc" and not missing:
-        L.warn("scores", "leaderboards[0].columns", "the first column is not the mean AUC (the thesis' ranking metric)")
+    if plain and plain[0] != primary and not missing:
+        L.warn("scores", "leaderboards[0].columns", f"the first column is not {primary!r}, the benchmark's ranking "
+                                                    "metric")
     ours = registry.REGISTRY_PATH.read_bytes()
     for idx, t in sorted(tasks.items()):
         ref = t.get("scoring_program")
@@ -644,7 +666,7 @@ def _check_labels(L: _Lint, doc: dict, tasks: Dict[int, dict]) -> None:
                         man = json.loads(f.read_text(encoding="utf-8"))
                     except ValueError:
                         man = None
-                    if isinstance(man, dict) and str(man.get("format", "")).startswith("big-reference"):
+                    if isinstance(man, dict) and str(man.get("format", "")).startswith(("big-reference", "big-c-reference")):
                         L.err("labels", what, f"{rel} is a reference-data manifest: the labels are here")
                 if "label" in low and low.endswith((".csv", ".txt", ".json")):
                     L.err("labels", what, f"{rel}: a file named like labels")
@@ -809,6 +831,10 @@ def lint_folder(root: PathLike, *, sizes: Optional[Dict[str, int]] = None) -> Li
     _check_scores(L, cols, tasks)
     _check_labels(L, doc, tasks)
     _check_big(L, doc, tasks, cap)
+    if _benchmark(L, tasks) == "robustness":
+        from ..robustness.lintrules import check_robustness
+
+        check_robustness(L, doc, tasks)
     return L.findings
 
 
