@@ -5,8 +5,9 @@ header ``id,0,1,...,C-1``, one line per sample, ids and values in the grammar of
 :mod:`big.csvnumbers`, values within [0, 1], ids 0..n-1 each exactly once.
 
 Two passes, one rule. The good path (:func:`big.csvnumbers.parse_table` plus whole-array checks)
-does no Python work per cell. Anything it does not accept is handed to :func:`_explain`, a scan
-line by line that finds every problem (capped per kind) and says how to fix it. Memory stays bounded
+does no Python work per cell. Anything it does not accept is handed to :func:`_scan`, which reads
+the rows one by one by the same rule, finds every problem (capped per kind) and says how to fix it
+(and returns the scores of a valid file the fast path declined, e.g. one padded with many spaces). Memory stays bounded
 by the file's size: lines are never all materialised, a file with far more lines than samples is
 refused after counting them, and a line is split only when it has the right number of commas.
 """
@@ -63,7 +64,8 @@ def show(raw: bytes, limit: int = _SHOW) -> str:
     text = raw[: limit * 4].decode("utf-8", errors="backslashreplace")
     text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
     if len(text) > limit or len(raw) > limit * 4:
-        return repr(text[:limit])[:-1] + f"...' ({len(raw):,} bytes)"
+        quoted = repr(text[:limit])
+        return f"{quoted[:-1]}...{quoted[-1]} ({len(raw):,} bytes)"
     return repr(text)
 
 
@@ -123,8 +125,7 @@ def _parse(data: bytes, *, name: str, n: int, n_cols: int, flag: str, col: Colle
         col.add("rows", Problem(f"expected {n} rows (one per sample of the split), found {n_lines}{hint}", file=name))
         if n_lines > 2 * n + 10:
             return None
-    _explain(data, start, end, n=n, n_cols=n_cols, name=name, col=col)
-    return None
+    return _scan(data, start, end, n=n, n_cols=n_cols, name=name, col=col)
 
 
 def _utf8_error(data: bytes) -> Optional[int]:
@@ -254,8 +255,15 @@ def _why_not_id(cell: bytes) -> str:
     return "ids are whole numbers 0..n-1 written with the digits 0-9 only: no sign, decimal point or exponent"
 
 
-def _explain(data: bytes, start: int, end: int, *, n: int, n_cols: int, name: str, col: Collector) -> None:
-    """Scan the rows one by one and add every problem found (the caller knows there is one)."""
+def _scan(data: bytes, start: int, end: int, *, n: int, n_cols: int, name: str,
+          col: Collector) -> Optional[np.ndarray]:
+    """Read the rows one by one, adding every problem found; the (n, C) scores when there is none.
+
+    The rule itself, cell by cell (grammar, then ``float()``); used when the vectorized path declines
+    a file, which is nearly always because something is wrong with it.
+    """
+    before = col.total
+    out = np.zeros((n, n_cols), dtype=np.float64)
     first_line = np.zeros(n, dtype=np.int64)  # line of each id's first row (0: not seen)
     counts = np.zeros(n, dtype=np.int64)
     dup_lines: Dict[int, List[int]] = {}
@@ -283,6 +291,7 @@ def _explain(data: bytes, start: int, end: int, *, n: int, n_cols: int, name: st
         else:
             cells = line.split(b",")
             raw = cells[0].strip(b" ")
+            i = -1
             if not is_id(raw):
                 col.add("id", Problem(f"expected an integer id, found {show(raw)} ({_why_not_id(raw)})", file=name,
                                       row=line_no, column="id"))
@@ -310,6 +319,8 @@ def _explain(data: bytes, start: int, end: int, *, n: int, n_cols: int, name: st
                     continue
                 v = float(raw)
                 if 0.0 <= v <= 1.0:
+                    if 0 <= i < n:
+                        out[i, j] = v
                     continue
                 if v == v:
                     lo, hi = min(lo, v), max(hi, v)
@@ -338,3 +349,4 @@ def _explain(data: bytes, start: int, end: int, *, n: int, n_cols: int, name: st
         if missing.size:
             listed = ", ".join(map(str, missing[:20])) + (", ..." if missing.size > 20 else "")
             col.add("missing id", Problem(f"{missing.size} id(s) have no row: {listed}", file=name, column="id"))
+    return out if col.total == before else None

@@ -337,7 +337,7 @@ def _open_source(path: Path, limits: Limits) -> _Source:
             "again with a standard tool, e.g. `python -m zipfile -c sub.zip FILES...`", file=label)]) from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, struct.error,
             NotImplementedError, OverflowError) as exc:
-        raise SubmissionError([Problem(f"the zip cannot be read ({exc})", file=label)]) from None
+        raise SubmissionError([Problem(f"the zip cannot be read ({_printable(str(exc))[:300]})", file=label)]) from None
 
 
 def _show_bytes(raw: object) -> str:

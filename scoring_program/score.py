@@ -16,6 +16,9 @@ from big import scoring  # noqa: E402
 
 
 def main(argv):
+    for stream in (sys.stdout, sys.stderr):  # a message quoting a participant's bytes never stops the run
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     if len(argv) not in (0, 2):
         print("usage: score.py [INPUT_DIR OUTPUT_DIR]  (INPUT_DIR holds ref/ and res/)", file=sys.stderr)
         return 2

@@ -280,8 +280,9 @@ def test_wrong_split_is_named(tmp_path):
 # --- issue 10: every participant-controlled byte is untrusted ---------------------------------------
 
 def error(path, **kw) -> SubmissionError:
+    kw.setdefault("expected_n", EXPECTED)
     with pytest.raises(SubmissionError) as exc:
-        read_submission(path, split="test", expected_n=EXPECTED, **kw)
+        read_submission(path, split="test", **kw)
     return exc.value
 
 
@@ -571,37 +572,52 @@ def test_ingestion_status_message_is_shown_capped_and_printable(tmp_path):
     assert len(line) < 20_000 and exc.kind == "code"
 
 
-def test_junk_lines_are_rejected_in_bounded_memory():
-    """A file of short junk lines just under the ChestMNIST test file cap: rejected after counting."""
+def test_junk_lines_are_rejected_in_bounded_memory(tmp_path):
+    """Files just under the ChestMNIST test file cap: rejected in memory bounded by their size."""
     import tracemalloc
 
-    from big.submission import DEFAULT_LIMITS, parse_prediction_csv
+    from big.submission import DEFAULT_LIMITS
 
     ds = registry.get("chestmnist")
     n = ds.n_samples["test"]
     cap = DEFAULT_LIMITS.max_bytes(n, ds.n_labels)
     header = ("id," + ",".join(map(str, range(ds.n_labels))) + "\n").encode()
     cases = {
-        "short junk lines": header + b"x\n" * ((cap - len(header)) // 2),
-        "right line count, junk": header + (b"x" * ((cap - len(header)) // n - 1) + b"\n") * n,
-        "right line count, commas": header + (b"," * ((cap - len(header)) // n - 1) + b"\n") * n,
-        "one giant line": header + b"0," * ((cap - len(header)) // 2 - 8),
-        "giant header": b"id" + b",0" * ((cap - 16) // 2) + b"\n0,1\n",
-        "empty lines": header + b"\n" * (cap - len(header) - 1) + b"0",
+        "short junk lines": (header + b"x\n" * ((cap - len(header)) // 2), "expected 22433 rows"),
+        "right line count, junk": (header + (b"x" * ((cap - len(header)) // n - 1) + b"\n") * n, "found 1"),
+        "right line count, commas": (header + (b"," * ((cap - len(header)) // n - 1) + b"\n") * n, "found 600"),
+        "one giant line": (header + b"0," * ((cap - len(header)) // 2 - 8), "expected 22433 rows"),
+        "giant header": (b"id" + b",0" * ((cap - 16) // 2) + b"\n0,1\n", "wrong header"),
+        "empty lines": (header + b"\n" * (cap - len(header) - 1) + b"0", "expected 22433 rows"),
     }
-    for label, data in cases.items():
+    res = tmp_path / "res"
+    res.mkdir()
+    for label, (data, found) in cases.items():
         assert len(data) <= cap, label
+        (res / "chestmnist_28.csv").write_bytes(data)
         tracemalloc.start()
         try:
-            col_msgs = []
-            from big.csvfile import Collector
-
-            col = Collector()
-            assert parse_prediction_csv(data, name="chestmnist_28.csv", n=n, n_cols=ds.n_labels, flag="chestmnist",
-                                        collector=col) is None
+            exc = error(res, expected_n={**EXPECTED, "chestmnist": n})
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
-        col_msgs = [str(p) for p in col.finish()]
-        assert col_msgs, label
+        msg = "\n".join(exc.report())
+        assert "chestmnist_28.csv" in msg and found in msg, (label, msg[:500])
         assert peak <= min(3 * len(data) + (100 << 20), 200 << 20), (label, peak >> 20)
+
+
+def test_the_line_scan_reads_what_the_fast_path_declines(tmp_path, monkeypatch):
+    """One rule, two readers: the scan that explains rejections also reads valid files, identically."""
+    p = preds(seed=4)
+    path = write_submission(tmp_path / "s.zip", p, 28)
+    fast = read_submission(path, split="test", expected_n=EXPECTED)
+    from big import csvfile
+
+    monkeypatch.setattr(csvfile, "parse_table", lambda *a, **k: None)
+    slow = read_submission(path, split="test", expected_n=EXPECTED)
+    assert all(np.array_equal(slow.predictions[f].view(np.uint64), fast.predictions[f].view(np.uint64)) for f in p)
+    monkeypatch.undo()
+    padded = [f"   {i}   ,   0.25   ,   0.75   " for i in range(N)][::-1]  # more spaces than digits
+    sub = read_submission(replace(tmp_path, "breastmnist_28.csv", body("breastmnist", padded)), split="test",
+                          expected_n=EXPECTED)
+    assert np.array_equal(sub.predictions["breastmnist"], np.tile([0.25, 0.75], (N, 1)))
