@@ -38,14 +38,22 @@ def _synth(args) -> int:
     paths = data.synthesize(args.out, sizes=args.sizes, n_per_split=args.n_per_split, seed=args.seed,
                             flags=args.flags.split(",") if args.flags else None, signal=args.signal,
                             progress=lambda p: print(f"wrote {p}"))
+    from .codabench.kit import mark_synthetic
+
+    mark_synthetic(args.out)  # the participant-side commands accept this folder's files (stamped synthetic)
     print(f"{len(paths)} synthetic MedMNIST+ file(s) in {args.out} (seed {args.seed})")
     return 0
 
 
 def _build_reference(args) -> int:
+    from .codabench.kit import is_marked_synthetic
     from .reference import build_reference
 
-    out = build_reference(args.data_root, args.split, args.out, allow_synthetic=args.allow_synthetic,
+    allow = args.allow_synthetic
+    if not allow and is_marked_synthetic(args.data_root):
+        print(f"note: {args.data_root} holds synthetic files (`big synth`): accepted as with --allow-synthetic")
+        allow = True
+    out = build_reference(args.data_root, args.split, args.out, allow_synthetic=allow,
                           download_missing=args.download, progress=print)
     from .reference import Reference
 
@@ -77,18 +85,34 @@ def _validate(args) -> int:
 
     expected = None
     split = args.split
+    source = "the official split sizes (medmnist INFO)"
+    if args.reference and args.data_root:
+        raise BigError(["give --reference DIR or --data-root DIR, not both"])
     if args.reference:
         from .reference import Reference
 
         ref = Reference(args.reference)
+        if split is not None and split != ref.split:
+            raise BigError([f"--split {split}, but the reference {args.reference} is for the {ref.split} split"])
         expected, split = ref.expected_n, ref.split
+        source = f"the reference {args.reference}" + (" (synthetic)" if ref.synthetic else "")
     if split is None:
         raise BigError(["give --split val|test (or --reference DIR)"])
+    if args.data_root:
+        from .codabench.kit import split_counts
+
+        expected = split_counts(args.data_root, split)
+        source = f"the files in {args.data_root}"
     sub = read_submission(args.submission, split=split, expected_n=expected,
                           resolutions=args.resolutions or registry.SIZES, log=print)
     rows = sum(a.shape[0] for a in sub.predictions.values())
     print(f"OK: {args.submission} is a valid {split} submission at resolution {sub.size} "
-          f"(12 files, {rows} rows)")
+          f"(12 files, {rows} rows; row counts from {source})")
+    if expected is not None:
+        official = {f: registry.get(f).n_samples[split] for f in registry.flags()}
+        if any(expected[f] != official[f] for f in official):
+            print(f"note: these row counts are not the official {split} split's: the platform would reject this zip "
+                  "(fine for a try-out on synthetic or partial files)")
     return 0
 
 
@@ -132,6 +156,8 @@ def _register_core(sub) -> None:
     p.add_argument("submission")
     p.add_argument("--split", choices=["val", "test"], help="which split the predictions are for")
     p.add_argument("--reference", help="a reference folder (takes the sample counts from its manifest)")
+    p.add_argument("--data-root", help="the MedMNIST+ files the predictions were made from (takes the sample "
+                                       "counts from them: synthetic or partial files)")
     p.add_argument("--resolutions", type=sizes_arg, help="accepted sizes (default all four)")
     p.set_defaults(func=_validate)
 

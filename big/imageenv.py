@@ -56,6 +56,12 @@ class Image:
     constraints: Tuple[str, ...] = ()
     not_installed: Tuple[str, ...] = ()  # in the real image, deliberately not in the venv
     smoke: str = ""  # Python code that must run in the finished venv
+    # -- what participants are told (the pages' and the starting kit's environment block) --
+    cuda: Optional[str] = None  # the CUDA runtime of the image, if any
+    #: packages whose version the venv pins but the image's Dockerfile does not (shown without a version)
+    image_unpinned: Tuple[str, ...] = ()
+    #: packages participants often expect that the image does NOT have (shown as "no X")
+    absent: Tuple[str, ...] = ()
 
     @property
     def minor(self) -> str:
@@ -67,13 +73,15 @@ IMAGES: Dict[str, Image] = {img.name: img for img in (
         name="py312", ref="codalab/codalab-legacy:py312", python="3.12.1",
         pins=("numpy==1.26.4", "scipy==1.11.4", "scikit-learn==1.5.1", "pandas==2.2.3", "matplotlib==3.8.4",
               "PyYAML==6.0.2", "psutil"),
-        purpose="CodaBench's python 3.12 image: the results-only competition's scoring job"),
+        purpose="CodaBench's python 3.12 image: the results-only competition's scoring job",
+        absent=("torch", "torchvision", "timm")),
     Image(
         name="gpu310", ref="codalab/codalab-legacy:gpu310", python="3.10.13",
         pins=("numpy==1.26.4", "scipy", "scikit-learn==1.5.0", "pandas==2.2.2", "matplotlib==3.9.0", "PyYAML==6.0.1",
               "torch==2.3.1"),
         purpose="CodaBench's CUDA image (python 3.10, torch 2.3.1, no torchvision, no timm): the code track",
-        not_installed=("tensorflow",),
+        not_installed=("tensorflow",), cuda="12.4.1 runtime", image_unpinned=("scipy", "scikit-learn", "pandas"),
+        absent=("torchvision", "timm"),
         smoke="import torch, numpy; assert torch.__version__.split('+')[0] == '2.3.1'"),
     Image(
         name="big-gpu310", ref="*/big-medmnist:gpu310", python="3.10.13", base="gpu310",
@@ -85,6 +93,25 @@ IMAGES: Dict[str, Image] = {img.name: img for img in (
         purpose="the competition image of docker/ (gpu310 + torchvision and timm for mm-PT code submissions)",
         smoke="import timm, torchvision; timm.create_model('resnet18', pretrained=False, num_classes=2).eval()"),
 )}
+
+
+def contents(img: Image) -> List[str]:
+    """What the image holds, as participants are told (one list for the pages and the starting kit):
+    ``Python 3.10``, the CUDA runtime, each package with its version where the image pins it, the
+    packages of the real image that its venv leaves out, then ``no X`` for what it lacks."""
+    chain = [img]
+    while chain[-1].base:
+        chain.append(IMAGES[chain[-1].base])
+    cuda = next((i.cuda for i in chain if i.cuda), None)
+    out = [f"Python {img.minor}"] + ([f"CUDA {cuda}"] if cuda else [])
+    unpinned = {requirement_name(n).lower() for i in chain for n in i.image_unpinned}
+    have = {requirement_name(r).lower() for r in all_pins(img)}
+    for req in (*all_pins(img), *(n for i in reversed(chain) for n in i.not_installed)):
+        name = requirement_name(req)
+        version = None if name.lower() in unpinned else pinned_version(req)
+        out.append(f"{name} {version}" if version else name)
+    out += [f"no {a}" for i in chain for a in i.absent if a.lower() not in have]
+    return list(dict.fromkeys(out))
 
 
 def names() -> List[str]:

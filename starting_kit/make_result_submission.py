@@ -51,8 +51,28 @@ def write_result_submission(predict: Callable[[str, np.ndarray], np.ndarray], *,
     differ = [f"{f} ({a.shape[0]} rows, the official split has {official[f]})" for f, a in preds.items()
               if a.shape[0] != official[f]]
     if differ and log:
-        log("note: these files do not cover the official split (synthetic or partial data?): " + ", ".join(differ))
+        log("note: these files do not cover the official split (synthetic or partial data?): " + ", ".join(differ)
+            + f". The platform would reject this zip; check it against the files you used with "
+              f"`big validate {path} --split {split} --data-root {data_root}`")
     return path
+
+
+def validate_command(out, split: str, data_root) -> str:
+    """The `big validate` command that checks ``out`` as this script did: against the official split sizes
+    when the files have them, else against the files used (synthetic or partial data)."""
+    root = Path(os.path.expanduser(str(data_root)))
+    official = True
+    for ds in registry.datasets():
+        sizes = [s for s in registry.SIZES if (root / ds.file_name(s)).is_file()]
+        if not sizes:
+            continue
+        import zipfile
+
+        from big.data import read_npy_header
+
+        with zipfile.ZipFile(root / ds.file_name(sizes[0])) as zf, zf.open(f"{split}_labels.npy") as fh:
+            official &= int(read_npy_header(fh)[0][0]) == ds.n_samples[split]
+    return f"big validate {out} --split {split}" + ("" if official else f" --data-root {data_root}")
 
 
 def _resolve_callable(spec: str):
@@ -100,8 +120,8 @@ def main(argv=None) -> int:
             print(line, file=sys.stderr)
         print(f"error: {exc.summary}", file=sys.stderr)
         return 1
-    print(f"OK: {out} is a valid {args.split} result submission at {size} px; upload it on the My Submissions page "
-          f"(or check it again with `big validate {out} --split {args.split}`)")
+    print(f"OK: {out} is a valid {args.split} result submission at {size} px for the files in {args.data_root}; "
+          f"check it again with `{validate_command(out, args.split, args.data_root)}`")
     return 0
 
 

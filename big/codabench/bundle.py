@@ -6,6 +6,7 @@ target and moved into place only when complete, so a failed build never leaves h
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Callable, Iterable, List, Optional, Union
@@ -53,15 +54,38 @@ def _copy_tree_contents(src: Path, dest: Path) -> List[Path]:
     return written
 
 
+#: the starting kit's copies of the competition configuration (used by `big run-local --kit`)
+KIT_PROGRAMS = ("scoring_program", "ingestion_program")
+KIT_COMPETITION_HEADER = ("# A copy of this competition's configuration, for `big run-local --kit` (the Development phase\n"
+                          "# on your machine, as CodaBench's worker runs it). Not a bundle: do not upload it.\n")
+#: Markdown files of the kit and the repository file each comes from (for link checks and rewrites)
+KIT_MARKDOWN = {"README.md": "starting_kit/README.md", "baselines/README.md": "baselines/README.md"}
+
+
+def copy_thin_program(src: Path, dest: Path) -> Path:
+    """A program folder as the kit ships it: the entry point, metadata and config only (the ``big``
+    package sits one folder up, at the kit root, as in the repository)."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    skip = shutil.ignore_patterns("big", "baselines", "__pycache__", "*.pyc", ".DS_Store")
+    shutil.copytree(src, dest, ignore=lambda d, names: set(skip(d, names)) | set(_ignore_code(d, names)))
+    return dest
+
+
 def assemble_starting_kit(dest_dir: PathLike, *, repo: PathLike = REPO,
                           log: Optional[Callable[[str], None]] = None) -> Path:
     """Write the participants' starting kit into ``dest_dir`` (created; existing files are replaced).
 
-    Contents: the repository's ``starting_kit/`` folder (README, scripts, sample submissions) at the
-    root, plus what is needed to train and package the mm-PT baselines on one's own machine: the
-    ``big`` package, ``pyproject.toml`` (``pip install -e ".[train]"``), ``baselines/configs/`` and
-    ``baselines/README.md``. Caches are never copied; npz/npy/weights files only from starting_kit/
-    (the sample model's weights), never with the package or the configs.
+    Contents: the repository's ``starting_kit/`` folder (README, notebook, scripts, sample
+    submissions) at the root, plus the ``big`` package, ``pyproject.toml`` (``pip install -e .``),
+    ``baselines/configs/``, ``baselines/tables/`` and ``baselines/README.md``, and the competition's
+    programs as thin entry points (``scoring_program/``, ``ingestion_program/``) with
+    ``competition.yaml``, so that ``big run-local --kit`` runs the Development phase from the kit
+    alone. ``big bundle`` replaces the programs' configs, competition.yaml and the README's generated
+    blocks with the bundle's own (:func:`finish_starting_kit`). Caches are never copied;
+    npz/npy/weights files only from starting_kit/ (the sample model's weights), never with the package
+    or the configs. Repository files that the kit's Markdown names but the kit lacks are marked as
+    such (:func:`localize_markdown`).
     """
     repo = Path(repo)
     dest = Path(dest_dir)
@@ -75,21 +99,118 @@ def assemble_starting_kit(dest_dir: PathLike, *, repo: PathLike = REPO,
     for name in ("pyproject.toml",):
         if (repo / name).is_file():
             shutil.copy2(repo / name, dest / name)
-    configs = repo / "baselines" / "configs"
-    if configs.is_dir():
-        shutil.copytree(configs, dest / "baselines" / "configs", ignore=_ignore_code, dirs_exist_ok=True)
+    for sub in ("configs", "tables"):
+        folder = repo / "baselines" / sub
+        if folder.is_dir():
+            shutil.copytree(folder, dest / "baselines" / sub, ignore=_ignore_code, dirs_exist_ok=True)
     readme = repo / "baselines" / "README.md"
     if readme.is_file():
         (dest / "baselines").mkdir(parents=True, exist_ok=True)
         shutil.copy2(readme, dest / "baselines" / "README.md")
+    for name in KIT_PROGRAMS:
+        if (repo / name).is_dir():
+            copy_thin_program(repo / name, dest / name)
+    if (repo / "competition.yaml").is_file():
+        (dest / "competition.yaml").write_text(KIT_COMPETITION_HEADER + (repo / "competition.yaml").read_text(
+            encoding="utf-8"), encoding="utf-8")
     if not (dest / "README.md").is_file():
         # pyproject.toml names README.md as the project readme: pip install needs the file
         (dest / "README.md").write_text(
             "# BIG benchmark starting kit\n\nInstall with `pip install -e \".[train]\"`, then run `big --help`.\n"
             "See baselines/README.md for training the mm-PT baselines.\n", encoding="utf-8")
+    localize_markdown(dest, repo)
     if log:
         log(f"starting kit in {dest}: " + ", ".join(sorted(p.name for p in dest.iterdir())))
     return dest
+
+
+def finish_starting_kit(kit: Path, stage: Path, facts: "facts_mod.Facts", blocks: Dict[str, str],
+                        competition_text: str) -> None:
+    """The bundle's own copy of every fact in the kit: its programs' configs (thin), its
+    competition.yaml, ``facts.json`` and the README's generated blocks."""
+    for name in KIT_PROGRAMS:
+        if (stage / name).is_dir():
+            copy_thin_program(stage / name, kit / name)
+        elif (kit / name).exists():
+            shutil.rmtree(kit / name)
+    (kit / "competition.yaml").write_text(KIT_COMPETITION_HEADER + competition_text, encoding="utf-8")
+    (kit / facts_mod.FACTS_FILE).write_text(facts.to_json(), encoding="utf-8")
+    readme = kit / "README.md"
+    if readme.is_file():
+        readme.write_text(fill_blocks(readme.read_text(encoding="utf-8"), blocks), encoding="utf-8")
+
+
+_MD_LINK_RE = re.compile(r"(?<!!)\[([^\]\n]*)\]\(([^)\s]+)\)")
+_CODE_PATH_RE = re.compile(r"`([A-Za-z0-9_.\-]+(?:/[A-Za-z0-9_.\-]+)*/?)`")
+_BARE_DOC_RE = re.compile(r"(?<![`/\w])([A-Za-z0-9_\-]+(?:/[A-Za-z0-9_\-]+)*\.md)(?![`\w])")
+OUTSIDE_NOTE = " (in the BIG repository, not in this kit)"
+MISSING_NOTE = " (not in this kit)"
+
+
+def relative_links(text: str) -> List[str]:
+    """The relative link targets of a Markdown text (no URLs, no pure #anchors), without their #part."""
+    out = []
+    for m in _MD_LINK_RE.finditer(text):
+        target = m.group(2)
+        if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", target) or target.startswith("#"):
+            continue
+        out.append(target.split("#", 1)[0])
+    return out
+
+
+def localize_markdown(kit: Path, repo: Path) -> List[str]:
+    """Make the kit's Markdown self-contained: a relative link whose target is in the repository but
+    not in the kit is replaced by its text plus a note; a code-span path of a repository file the kit
+    lacks, and a bare ``*.md`` name found nowhere, get a note. Returns what changed."""
+    changed: List[str] = []
+    for rel, repo_rel in KIT_MARKDOWN.items():
+        md = kit / rel
+        if not md.is_file():
+            continue
+        text = md.read_text(encoding="utf-8")
+        here, there = md.parent, (repo / repo_rel).parent
+
+        def in_kit(target: str) -> bool:
+            t = target.rstrip("/")
+            return bool(t) and ((here / t).exists() or (kit / t).exists())
+
+        def in_repo(target: str) -> bool:
+            t = target.rstrip("/")
+            return bool(t) and ((there / t).exists() or (repo / t).exists())
+
+        def link(m):
+            target = m.group(2)
+            if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", target) or target.startswith("#"):
+                return m.group(0)
+            path = target.split("#", 1)[0]
+            if in_kit(path):
+                return m.group(0)
+            changed.append(f"{rel}: link {target} -> text")
+            return m.group(1) + (OUTSIDE_NOTE if in_repo(path) else MISSING_NOTE)
+
+        def code(m):
+            path = m.group(1)
+            if ("/" not in path and not path.endswith((".py", ".md"))) or in_kit(path) or not in_repo(path):
+                return m.group(0)
+            if text[m.end():m.end() + len(OUTSIDE_NOTE)] == OUTSIDE_NOTE:
+                return m.group(0)
+            changed.append(f"{rel}: {path} noted as outside the kit")
+            return m.group(0) + OUTSIDE_NOTE
+
+        def bare(m):
+            path = m.group(1)
+            if in_kit(path):
+                return m.group(0)
+            note = OUTSIDE_NOTE if in_repo(path) else MISSING_NOTE
+            if text[m.end():m.end() + len(note)] == note:
+                return m.group(0)
+            changed.append(f"{rel}: {path} noted as outside the kit")
+            return m.group(0) + note
+
+        new = _BARE_DOC_RE.sub(bare, _CODE_PATH_RE.sub(code, _MD_LINK_RE.sub(link, text)))
+        if new != text:
+            md.write_text(new, encoding="utf-8")
+    return changed
 
 
 def iter_files(root: PathLike) -> Iterable[Path]:
@@ -114,6 +235,7 @@ from typing import Dict, Sequence, Tuple  # noqa: E402
 from .. import limits, registry  # noqa: E402
 from ..errors import Problem, ReferenceDataError, UsageError  # noqa: E402
 from . import dates  # noqa: E402
+from . import facts as facts_mod  # noqa: E402
 
 TRACKS = ("results", "code")
 IMAGE_CODE = "codalab/codalab-legacy:gpu310"
@@ -171,43 +293,8 @@ def datasets_table() -> str:
     return "\n".join(lines)
 
 
-def limits_text(phases: Sequence[dict], tracks: Sequence[str] = TRACKS, queue: Optional[str] = None,
-                cap: Optional[int] = limits.DEFAULT_QUEUE_CAP_S) -> str:
-    """The pages' limits block: submission limits and the effective time limits (big.limits) of the
-    phases under ``cap`` (None: the organizer's own queue), with the ingestion budget for code."""
-    lim = limits.phase_limits(phases, cap)
-    by_name = {p.name: p for p in lim.phases}
-    lines = []
-    for i, ph in enumerate(phases):
-        name = str(ph.get("name", f"phase {i}"))
-        per_day, total = ph.get("max_submissions_per_day", 5), ph.get("max_submissions", 100)
-        pl = by_name.get(name)
-        if pl is None:
-            time_text = "its time limit is set in competition.yaml"
-        else:
-            time_text = f"each job (prediction, then scoring) may run **{pl.effective} s**"
-            if pl.capped:
-                time_text += f" (the phase asks for {pl.asked} s; the shared queue stops every job at {cap} s)"
-        lines.append(f"* **{name}**: {per_day or 'unlimited'} submissions per day, {total or 'unlimited'} in total "
-                     f"per participant; {time_text}.")
-    lines.append("")
-    lines.append("Failed submissions do not count against the daily limit.")
-    if queue:
-        lines.append("Jobs run on the organizers' own compute queue, which applies these time limits unchanged.")
-    elif cap is not None:
-        lines.append(f"Jobs run on CodaBench's shared queue, which stops every job at {cap} s: a job may run the "
-                     f"smaller of {cap} s and its phase's limit.")
-    if "code" in tracks and lim.phases:
-        lines.append(f"A code submission's ingestion stops the model after **{lim.budget} s** ({lim.effective} s minus "
-                     f"{limits.margin_rule()}, kept for starting the container and writing the results), below the "
-                     f"platform's {lim.effective} s limit, and the submission fails with a message saying how far the "
-                     "model got and how fast it was; the platform itself would only report \"Execution Time Limit "
-                     "exceeded\", or nothing.")
-    where = ("the queue (`--queue`: your own, no cap)" if queue else
-             f"the shared queue's cap ({cap} s, `big bundle --platform-cap`)" if cap is not None else "the queue")
-    lines.append(f"<!-- Organizers: `big bundle` computed these figures from execution_time_limit in competition.yaml "
-                 f"and {where}. Rebuild the bundle after changing the queue or a limit. -->")
-    return "\n".join(lines) + "\n"
+#: the pages' limits block (one rendering, in big.codabench.facts)
+limits_text = facts_mod.limits_text
 
 
 def _template_phases() -> List[dict]:
@@ -217,41 +304,52 @@ def _template_phases() -> List[dict]:
         return []
 
 
+def _template_scoring_config(repo: PathLike = REPO) -> dict:
+    try:
+        return load_yaml(Path(repo) / "scoring_program" / "config.yaml")
+    except (OSError, UsageError):
+        return {}
+
+
 def generated_blocks(*, resolutions: Sequence[int] = registry.SIZES, tracks: Sequence[str] = TRACKS,
                      input_sizes: Sequence[int] = (28, 64), synthetic: bool = False,
                      docker_image: Optional[str] = None, queue: Optional[str] = None,
                      phases: Optional[Sequence[dict]] = None,
-                     cap: Optional[int] = limits.DEFAULT_QUEUE_CAP_S) -> Dict[str, str]:
-    """The text of every ``<!-- BEGIN big:NAME -->`` block of the pages, from the bundle options."""
-    resolutions = sorted(int(r) for r in resolutions)
-    stamp = []
-    if synthetic:
-        stamp.append("> **SYNTHETIC DATA — TEST BUNDLE.** This competition was built from synthetic stand-ins "
-                     "for MedMNIST+, not the genuine files. Its scores mean nothing; it exists to test the "
-                     "platform flow.")
-    if list(resolutions) == list(registry.SIZES):
-        stamp.append(f"Accepted resolutions: **{_px(resolutions)}** (one resolution per submission).")
-    else:
-        stamp.append(f"This competition accepts submissions at **{_px(resolutions)}** only; "
-                     "submissions at other resolutions are rejected by the scoring program.")
-    code = "code" in tracks
-    track_lines = []
-    if code:
-        image = docker_image or IMAGE_CODE
-        track_lines.append(f"This competition accepts **result submissions** and **code submissions**. Code "
-                           f"submissions run in `{image}`")
-        track_lines[-1] += (f" on the organizers' own compute worker (queue `{queue}`); the Terms say what that "
-                            "means for the test labels." if queue else
-                            " on CodaBench's shared CPU queue (network access is not disabled there).")
-        track_lines.append("")
-        track_lines.append(f"The images provided to code submissions are at **{_px(input_sizes)}**; a model "
-                           "asking for another size fails with a message listing the available ones.")
-    else:
-        track_lines.append("This competition accepts **result submissions** only (prediction files); a zip "
-                           "with `model.py` is not run.")
-    return {"stamp": "\n\n".join(stamp) + "\n", "tracks": "\n".join(track_lines) + "\n",
-            "datasets": datasets_table() + "\n",
-            "limits": limits_text(_template_phases() if phases is None else phases, tracks, queue, cap)}
+                     cap: Optional[int] = limits.DEFAULT_QUEUE_CAP_S, doc: Optional[dict] = None,
+                     scoring_config: Optional[dict] = None, worker: Optional[str] = None,
+                     network: Optional[str] = None) -> Dict[str, str]:
+    """The text of every ``<!-- BEGIN big:NAME -->`` block of the pages and the starting kit's README,
+    from the bundle options (big.codabench.facts renders each fact once)."""
+    return facts_mod.render_blocks(template_facts(
+        resolutions=resolutions, tracks=tracks, input_sizes=input_sizes, synthetic=synthetic,
+        docker_image=docker_image, queue=queue, phases=phases, cap=cap, doc=doc, scoring_config=scoring_config,
+        worker=worker, network=network), phases_doc=phases if phases is not None else None)
+
+
+def template_facts(*, resolutions: Sequence[int] = registry.SIZES, tracks: Sequence[str] = TRACKS,
+                   input_sizes: Sequence[int] = (28, 64), synthetic: bool = False, docker_image: Optional[str] = None,
+                   queue: Optional[str] = None, phases: Optional[Sequence[dict]] = None,
+                   cap: Optional[int] = limits.DEFAULT_QUEUE_CAP_S, doc: Optional[dict] = None,
+                   scoring_config: Optional[dict] = None, worker: Optional[str] = None,
+                   network: Optional[str] = None, repo: PathLike = REPO) -> "facts_mod.Facts":
+    """Facts of the committed template (or of ``doc``) under these options, without building a bundle."""
+    import copy
+
+    if doc is None:
+        try:
+            doc = load_yaml(Path(repo) / "competition.yaml")
+        except (OSError, UsageError):
+            doc = {}
+    doc = copy.deepcopy(doc)
+    if phases is not None:
+        doc["phases"] = list(phases)
+    doc["docker_image"] = docker_image or doc.get("docker_image") or (IMAGE_CODE if "code" in tracks else IMAGE_RESULTS)
+    if queue:
+        doc["queue"] = queue
+    sc = dict(_template_scoring_config(repo) if scoring_config is None else scoring_config)
+    sc["resolutions"] = sorted(int(r) for r in resolutions)
+    return facts_mod.compute(doc, scoring_config=sc, tracks=tracks, resolutions=resolutions, input_sizes=input_sizes,
+                             cap=None if queue else cap, worker=worker, network=network, synthetic=synthetic)
 
 
 def fill_blocks(text: str, blocks: Dict[str, str]) -> str:
@@ -456,6 +554,10 @@ class BundleOptions:
     platform_cap: Optional[int] = None
     keep_folder: Optional[PathLike] = None  # also leave the unzipped bundle here
     n_boot: Optional[int] = None  # bootstrap replicates of the scoring program (default: its config)
+    #: the organizer's own worker, as the pages show it (free text: GPU, CPU cores, memory)
+    worker: Optional[str] = None
+    #: network inside the containers: "enabled" or "disabled" (only an own worker can promise none)
+    worker_network: Optional[str] = None
     repo: PathLike = REPO
 
 
@@ -468,6 +570,7 @@ class BundleResult:
     findings: list
     synthetic: bool
     input_sizes: List[int] = field(default_factory=list)
+    facts: Optional["facts_mod.Facts"] = None
 
     @property
     def zip_bytes(self) -> int:
@@ -506,6 +609,14 @@ def _check_options(o: BundleOptions) -> Tuple[List[str], List[int], List[int], O
                                     f"code default is {limits.DEFAULT_QUEUE_CAP_S})"))
     if o.n_boot is not None and int(o.n_boot) < 0:
         problems.append(Problem(f"--n-boot {o.n_boot}: expected 0 (no intervals) or more replicates"))
+    if o.worker_network is not None and o.worker_network not in facts_mod.NETWORK:
+        problems.append(Problem(f"--worker-network {o.worker_network!r}: expected enabled or disabled"))
+    elif o.worker_network == "disabled" and o.queue is None:
+        problems.append(Problem("--worker-network disabled needs --queue: CodaBench's default workers do not disable "
+                                "the network, only your own worker can (COMPETITION_CONTAINER_NETWORK_DISABLED=true)"))
+    if o.worker is not None and (not o.worker.strip() or len(o.worker) > 300 or "\n" in o.worker):
+        problems.append(Problem("--worker: one line of at most 300 characters describing your worker "
+                                "(e.g. \"1x NVIDIA A100 40 GB, 8 CPU cores, 64 GB memory\")"))
     if o.docker_image is not None and (not o.docker_image.strip() or len(o.docker_image) > 128):
         problems.append(Problem("--docker-image must be a public image name of at most 128 characters"))
     if not Path(o.data_root).is_dir():
@@ -657,17 +768,24 @@ def build_bundle(options: BundleOptions, *, log: Callable[[str], None] = print) 
             if pl.capped:
                 log(f"note: phase {pl.name!r} asks for {pl.asked} s; CodaBench's default queue runs its jobs for "
                     f"{pl.effective} s (cap {cap} s; --queue for your own queue)")
+        # every shared fact, once (big.codabench.facts): pages, the kit's README and facts.json
+        facts = facts_mod.compute(doc, scoring_config=load_yaml(stage / "scoring_program" / "config.yaml"),
+                                  tracks=tracks, resolutions=resolutions, input_sizes=input_sizes, cap=cap,
+                                  worker=o.worker, network=o.worker_network, synthetic=synthetic)
+        if o.queue and not o.worker:
+            log("note: --queue without --worker: the pages say the organizers' worker is not described "
+                "(give --worker \"GPU, CPU cores, memory\")")
+        blocks = facts_mod.render_blocks(facts, phases_doc=doc.get("phases") or [])
+        competition_text = dump_competition(doc)
         # starting kit, logo, pages
         assemble_starting_kit(stage / "starting_kit", repo=repo)
+        finish_starting_kit(stage / "starting_kit", stage, facts, blocks, competition_text)
         shutil.copy2(repo / "logo.png", stage / "logo.png")
-        blocks = generated_blocks(resolutions=resolutions, tracks=tracks, input_sizes=input_sizes,
-                                  synthetic=synthetic, docker_image=doc.get("docker_image"), queue=o.queue,
-                                  phases=doc.get("phases") or [], cap=cap)
         (stage / PAGE_DIR).mkdir()
         for page in sorted((repo / PAGE_DIR).glob("*.md")):
             text = fill_fields(fill_blocks(page.read_text(encoding="utf-8"), blocks), fields)
             (stage / PAGE_DIR / page.name).write_text(text, encoding="utf-8")
-        (stage / "competition.yaml").write_text(dump_competition(doc), encoding="utf-8")
+        (stage / "competition.yaml").write_text(competition_text, encoding="utf-8")
 
         findings = lint_mod.lint_bundle(stage)
         errors = [f for f in findings if f.level == "error"]
@@ -688,7 +806,8 @@ def build_bundle(options: BundleOptions, *, log: Callable[[str], None] = print) 
             except OSError:  # another file system
                 shutil.move(str(stage), str(folder))
         return BundleResult(zip_path=out, folder=folder, changes=changes, contents=contents, findings=findings,
-                            synthetic=synthetic, input_sizes=list(input_sizes) if "code" in tracks else [])
+                            synthetic=synthetic, input_sizes=list(input_sizes) if "code" in tracks else [],
+                            facts=facts)
     finally:
         if stage.exists():
             shutil.rmtree(stage)
@@ -722,8 +841,14 @@ def estimate_input_bytes(sizes: Sequence[int], splits: Sequence[str] = ("val", "
 
 
 def default_blocks() -> Dict[str, str]:
-    """The generated page blocks as committed in the repository (all resolutions, both tracks, genuine)."""
+    """The generated blocks as committed in the repository (all resolutions, both tracks, genuine data,
+    the template's phases and the scoring program's config)."""
     return generated_blocks()
+
+
+#: committed files with generated blocks: the pages and the starting kit's README
+def _generated_files(repo: Path) -> List[Path]:
+    return sorted((repo / PAGE_DIR).glob("*.md")) + [p for p in [repo / "starting_kit" / "README.md"] if p.is_file()]
 
 
 def template_drift(repo: PathLike = REPO) -> List[str]:
@@ -734,18 +859,18 @@ def template_drift(repo: PathLike = REPO) -> List[str]:
     if cols != registry.leaderboard_columns():
         out.append("competition.yaml: leaderboards[0].columns differ from big.registry.leaderboard_columns()")
     blocks = default_blocks()
-    for page in sorted((Path(repo) / PAGE_DIR).glob("*.md")):
+    for page in _generated_files(Path(repo)):
         text = page.read_text(encoding="utf-8")
         if fill_blocks(text, blocks) != text:
-            out.append(f"{PAGE_DIR}/{page.name}: generated blocks are stale")
+            out.append(f"{page.relative_to(repo)}: generated blocks are stale")
     return out
 
 
 def sync_template(repo: PathLike = REPO) -> List[str]:
-    """Refresh the generated page blocks of the committed pages (``python -m big.codabench.bundle``)."""
+    """Refresh the generated blocks of the committed pages and kit README (``python -m big.codabench.bundle``)."""
     changed = []
     blocks = default_blocks()
-    for page in sorted((Path(repo) / PAGE_DIR).glob("*.md")):
+    for page in _generated_files(Path(repo)):
         text = page.read_text(encoding="utf-8")
         new = fill_blocks(text, blocks)
         if new != text:

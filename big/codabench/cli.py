@@ -21,7 +21,7 @@ def _bundle(args) -> int:
         resolutions=args.resolutions or bundle.registry.SIZES, allow_synthetic=args.allow_synthetic,
         download=args.download, organizer=args.organizer, contact_email=args.contact_email, start=args.start,
         docker_image=args.docker_image, queue=args.queue, platform_cap=args.platform_cap, keep_folder=args.keep_folder,
-        n_boot=args.n_boot)
+        n_boot=args.n_boot, worker=args.worker, worker_network=args.worker_network)
     res = bundle.build_bundle(opts, log=print)
     bundle.print_result(res)
     return 0
@@ -46,11 +46,30 @@ def _lint(args) -> int:
 def _run_local(args) -> int:
     from . import worker
 
-    opts = worker.RunLocalOptions(bundle=args.bundle, submission=args.submission, phase=args.phase,
-                                  work_dir=args.work_dir, python=args.python, image=args.image, venv=args.venv,
-                                  docker=args.docker, network=not args.network_none, gpu=args.gpus,
-                                  time_limit=args.time_limit, data_dir=args.data_dir, past_limit=args.past_limit)
-    res = worker.run_local(opts, log=print)
+    from ..errors import UsageError
+
+    common = dict(python=args.python, image=args.image, venv=args.venv, docker=args.docker,
+                  network=not args.network_none, gpu=args.gpus, time_limit=args.time_limit, data_dir=args.data_dir,
+                  past_limit=args.past_limit)
+    if args.kit is not None:
+        from . import kit
+
+        if args.bundle:
+            raise UsageError(["give --bundle (an organizer's bundle) or --kit (the starting kit), not both"])
+        if not args.data_root:
+            raise UsageError(["--kit needs --data-root DIR: the MedMNIST+ files whose val split it scores "
+                              "(e.g. ~/.medmnist)"])
+        res = kit.run_kit(submission=args.submission, data_root=args.data_root, kit=args.kit or None,
+                          reference=args.reference, allow_synthetic=args.allow_synthetic, phase=args.phase,
+                          work_dir=args.work_dir, log=print, **common)
+    else:
+        if not args.bundle:
+            raise UsageError(["give --bundle BUNDLE (organizers) or --kit (participants: the Development phase from "
+                              "the starting kit with --data-root DIR)"])
+        if args.data_root or args.reference or args.allow_synthetic:
+            raise UsageError(["--data-root, --reference and --allow-synthetic go with --kit; a bundle holds its data"])
+        res = worker.run_local(worker.RunLocalOptions(bundle=args.bundle, submission=args.submission, phase=args.phase,
+                                                      work_dir=args.work_dir, **common), log=print)
     worker.print_result(res)
     return 0 if res.status == "Finished" and not res.problems and not res.missing else 1
 
@@ -69,6 +88,12 @@ def _image_env(args) -> int:
         from ..errors import UsageError
 
         raise UsageError(["give an image (" + ", ".join(imageenv.names()) + ") or --list"])
+    if args.image == "auto":  # the image of the kit's (or repository's) competition.yaml
+        from .bundle import load_yaml
+        from .kit import kit_root
+
+        args.image = str(load_yaml(kit_root() / "competition.yaml").get("docker_image") or "")
+        print(f"auto: {args.image} (competition.yaml's docker_image)")
     if args.check:
         env, problems = imageenv.inspect(args.image, args.venv)
         if env is None:
@@ -105,6 +130,11 @@ def register(sub) -> None:
                         "has reported 1200); the ingestion budget and the pages use min(cap, execution_time_limit)")
     p.add_argument("--keep-folder", help="also keep the unzipped bundle in this folder")
     p.add_argument("--n-boot", type=int, help="bootstrap replicates of the scoring program (default: its config, 1000)")
+    p.add_argument("--worker", help="your own worker as the pages describe it (with --queue; free text, e.g. "
+                                    "\"1x NVIDIA A100 40 GB, 8 CPU cores, 64 GB memory\")")
+    p.add_argument("--worker-network", choices=["enabled", "disabled"],
+                   help="network inside the containers (default: enabled on CodaBench's default queue, not stated "
+                        "with --queue); disabled needs --queue")
     p.set_defaults(func=_bundle)
 
     p = sub.add_parser("lint", help="check a bundle zip or folder against CodaBench's real rules")
@@ -112,8 +142,17 @@ def register(sub) -> None:
     p.add_argument("--strict", action="store_true", help="warnings fail too")
     p.set_defaults(func=_lint)
 
-    p = sub.add_parser("run-local", help="run a submission through a bundle like CodaBench's compute worker")
-    p.add_argument("--bundle", required=True, help="bundle zip or folder")
+    p = sub.add_parser("run-local", help="run a submission through a bundle (or the starting kit's Development "
+                                         "phase) like CodaBench's compute worker")
+    p.add_argument("--bundle", help="bundle zip or folder (organizers)")
+    p.add_argument("--kit", nargs="?", const="", default=None, metavar="KIT_DIR",
+                   help="participants: the Development phase from the starting kit (default: the kit holding this "
+                        "big package), its labels and images made from --data-root")
+    p.add_argument("--data-root", help="with --kit: the MedMNIST+ npz files (e.g. ~/.medmnist)")
+    p.add_argument("--reference", help="with --kit: a val reference from `big build-reference --split val` "
+                                       "(default: built from --data-root)")
+    p.add_argument("--allow-synthetic", action="store_true",
+                   help="with --kit: accept files whose MD5 differs (a `big synth` folder is accepted anyway)")
     p.add_argument("--submission", required=True, help="submission zip (results or code)")
     p.add_argument("--phase", default="development", help="development, test, a phase name or index")
     p.add_argument("--work-dir", help="run folder to create (default a new temporary folder)")
@@ -134,7 +173,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("image-env", help="create or find the virtualenv of a CodaBench docker image (its Python "
                                          "and exact package pins); prints its interpreter last")
-    p.add_argument("image", nargs="?", help="py312, gpu310, big-gpu310 (docker/), or a docker image reference")
+    p.add_argument("image", nargs="?", help="py312, gpu310, big-gpu310 (docker/), a docker image reference, or auto "
+                                            "(the docker_image of the starting kit's competition.yaml)")
     p.add_argument("--venv", help="virtualenv folder (default .venv-IMAGE beside the big package)")
     p.add_argument("--python", help="interpreter of the image's Python version (default: pyenv's)")
     p.add_argument("--check", action="store_true", help="only check an existing venv; change nothing")

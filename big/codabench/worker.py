@@ -254,6 +254,18 @@ def upload_scores(scores, columns: List[dict]) -> Tuple[Optional[Dict[str, float
     return posted, []
 
 
+def scored_message(rule: Optional[str]) -> str:
+    """What a Finished submission with scores means for the leaderboard under its rule (codabench.md §1.6)."""
+    rule = rule or "Add"
+    if rule.startswith("Add"):
+        return (f"Finished with scores; nothing is posted automatically ({rule}): add the submission to the "
+                "leaderboard on My Submissions to show this row")
+    return {"Force_Last": "Finished with scores; posted to the leaderboard, replacing your previous entry (Force_Last)",
+            "Force_Latest_Multiple": "Finished with scores; posted to the leaderboard (Force_Latest_Multiple)",
+            "Force_Best": "Finished with scores; shown on the leaderboard if it is your best submission (Force_Best)",
+            }.get(rule, f"Finished with scores (leaderboard rule {rule})")
+
+
 def match_columns(scores: dict, columns: List[dict]) -> Tuple[List[Tuple[str, str, Optional[float], int]], List[str],
                                                               List[str]]:
     """(row [(title, key, value or None, precision)], keys without column (dropped), columns without key (n/a))."""
@@ -757,7 +769,8 @@ class Worker:
             res.status = "Failed"
             res.message = problems[0]
             return self._finish(res, pred_out=output, score_out=sout)
-        columns = ((doc.get("leaderboards") or [{}])[0] or {}).get("columns") or []
+        board = ((doc.get("leaderboards") or [{}])[0] or {})
+        columns = board.get("columns") or []
         posted, refused = upload_scores(scores, columns)
         res.scores = posted
         res.row, _, res.missing = match_columns(posted or {}, columns)
@@ -782,7 +795,7 @@ class Worker:
         elif res.problems or res.missing:
             res.message = "Finished, but the leaderboard would show n/a for some columns"
         else:
-            res.message = "scores posted to the leaderboard"
+            res.message = scored_message(board.get("submission_rule"))
         return self._finish(res, pred_out=output, score_out=sout)
 
     def _ingestion_copy(self, src: Path, dest: Path, lowered: Optional[int], limit: int, res: RunResult) -> Path:
