@@ -8,7 +8,7 @@ export PYENV_ROOT
 VENV := .venv
 PIP := $(VENV)/bin/pip
 
-.PHONY: demo test venvs dev clean-venvs
+.PHONY: demo test venvs dev clean-venvs robustness-env
 
 $(VENV)/.installed: pyproject.toml
 	$(PY311) -m venv $(VENV)
@@ -32,8 +32,33 @@ venvs: dev
 demo: dev
 	$(VENV)/bin/big demo
 
+# BIG-C's generation venv (`big corrupt` with MedMNIST-C's medmnistc): numpy 1.26, torch/torchvision,
+# scikit-image 0.23.2, Wand + Debian's libmagickwand-dev (installed here, as root), an opencv build for
+# numpy 1.x; medmnistc --no-deps; the project on its path (no install). Never used by the scorer or ingestion.
+ROBUST_VENV := .venv-robustness
+robustness-env: $(ROBUST_VENV)/.installed
+
+$(ROBUST_VENV)/.installed: robustness/requirements.txt robustness/requirements-nodeps.txt
+	@dpkg -s libmagickwand-dev >/dev/null 2>&1 || { echo "robustness-env: installing Debian's libmagickwand-dev (ImageMagick, for Wand)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libmagickwand-dev) >/dev/null 2>&1 || { \
+	  echo "robustness-env: cannot install Debian's libmagickwand-dev (needs root and Debian's package servers; try"; \
+	  echo "  'apt-get install libmagickwand-dev' yourself). Without it medmnistc cannot run: 'big corrupt --stand-in'"; \
+	  echo "  and the tests' stand-in still work, the genuine-medmnistc test is skipped."; exit 1; }; }
+	rm -rf $(ROBUST_VENV)
+	$(PY311) -m venv $(ROBUST_VENV)
+	$(ROBUST_VENV)/bin/pip install -q --upgrade pip
+	$(ROBUST_VENV)/bin/pip install -q -r robustness/requirements.txt
+	$(ROBUST_VENV)/bin/pip install -q --no-deps -r robustness/requirements-nodeps.txt
+	echo "$(CURDIR)" > "$$($(ROBUST_VENV)/bin/python -c 'import site; print(site.getsitepackages()[0])')/big_repo.pth"
+	$(ROBUST_VENV)/bin/python -c "from big.robustness.corrupt import medmnistc_backend; print('robustness-env:', medmnistc_backend().label)"
+	touch $@
+
+# The robustness venv is built when it can be; without it the tests use `big corrupt --stand-in` and skip
+# the genuine-medmnistc test, saying why. Under CI=true it must build (as the image venvs must exist).
 test: dev venvs
+	@$(MAKE) --no-print-directory robustness-env || { if [ "$$CI" = "true" ]; then echo "make test: the robustness venv is required under CI=true"; exit 1; fi; \
+	  echo "make test: going on without $(ROBUST_VENV) (stand-in corruptions; the medmnistc tests skip)"; }
 	$(VENV)/bin/python -m pytest -q
 
 clean-venvs:
-	rm -rf $(VENV) .venv-py312 .venv-gpu310 .venv-big-gpu310
+	rm -rf $(VENV) .venv-py312 .venv-gpu310 .venv-big-gpu310 $(ROBUST_VENV)
