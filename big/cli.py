@@ -17,7 +17,8 @@ from . import __version__
 from .errors import BigError
 
 #: modules with a register(subparsers) function, one per area of the project
-AREAS: List[str] = ["big.analysis.cli", "big.mmpt.cli", "big.codabench.cli", "big.ingestion_cli", "big.baselines"]
+AREAS: List[str] = ["big.analysis.cli", "big.mmpt.cli", "big.codabench.cli", "big.ingestion_cli", "big.baselines",
+                    "big.robustness.cli"]
 
 
 def sizes_arg(text: str) -> List[int]:

@@ -14,6 +14,15 @@ def _tracks(text: str):
 
 
 def _bundle(args) -> int:
+    from ..errors import UsageError
+
+    if args.benchmark == "robustness":  # BIG-C: big.robustness.bundle, from the set `big corrupt` wrote
+        return _bundle_robustness(args)
+    if args.corrupted:
+        raise UsageError(["--corrupted goes with --benchmark robustness"])
+    if not args.data_root:
+        raise UsageError(["--data-root DIR is required: the folder with the MedMNIST+ npz files"])
+    args.out = args.out or "big_bundle.zip"
     from . import bundle
 
     opts = bundle.BundleOptions(
@@ -24,6 +33,26 @@ def _bundle(args) -> int:
         n_boot=args.n_boot, worker=args.worker, worker_network=args.worker_network)
     res = bundle.build_bundle(opts, log=print)
     bundle.print_result(res)
+    return 0
+
+
+def _bundle_robustness(args) -> int:
+    from ..errors import UsageError
+    from ..robustness import bundle as rb
+
+    only_big = [f"--{k.replace('_', '-')}" for k in ("data_root", "tracks", "resolutions", "download", "n_boot",
+                                                      "worker", "worker_network") if getattr(args, k)]
+    if args.tracks == ["results", "code"]:
+        only_big = [o for o in only_big if o != "--tracks"]
+    if only_big or not args.corrupted:
+        raise UsageError(["--benchmark robustness builds BIG-C from --corrupted CDIR (written by `big corrupt`)"
+                          + (f"; {', '.join(only_big)} are options of the BIG bundle" if only_big else "")])
+    res = rb.build(rb.RobustnessBundleOptions(
+        corrupted=args.corrupted, out=args.out or rb.DEFAULT_OUT, input_sizes=args.input_sizes,
+        allow_synthetic=args.allow_synthetic, organizer=args.organizer, contact_email=args.contact_email,
+        start=args.start, docker_image=args.docker_image, queue=args.queue, platform_cap=args.platform_cap,
+        keep_folder=args.keep_folder), log=print)
+    rb.print_result(res)
     return 0
 
 
@@ -111,8 +140,12 @@ def _image_env(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("bundle", help="build the CodaBench competition bundle zip (then lint it)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data-root", required=True, help="folder with the MedMNIST+ npz files")
-    p.add_argument("--out", default="big_bundle.zip", help="bundle zip to write")
+    p.add_argument("--benchmark", choices=["big", "robustness"], default="big",
+                   help="big: the BIG bundle from --data-root; robustness: the BIG-C bundle from --corrupted")
+    p.add_argument("--data-root", help="folder with the MedMNIST+ npz files (BIG)")
+    p.add_argument("--corrupted", metavar="CDIR", help="with --benchmark robustness: the corrupted set written by "
+                                                       "`big corrupt` (CDIR/val, CDIR/test)")
+    p.add_argument("--out", help="bundle zip to write (default big_bundle.zip; big_c_bundle.zip for robustness)")
     p.add_argument("--tracks", type=_tracks, default=["results", "code"],
                    help="results,code (code adds the ingestion program and input images)")
     p.add_argument("--input-sizes", type=sizes_arg, default=None,
