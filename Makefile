@@ -8,7 +8,7 @@ export PYENV_ROOT
 VENV := .venv
 PIP := $(VENV)/bin/pip
 
-.PHONY: demo test venvs dev clean-venvs robustness-env
+.PHONY: demo test venvs dev clean-venvs robustness-env wheelhouse
 
 $(VENV)/.installed: pyproject.toml
 	$(PY311) -m venv $(VENV)
@@ -31,6 +31,12 @@ venvs: dev
 
 demo: dev
 	$(VENV)/bin/big demo
+
+# The starting-kit test installs the kit into a fresh virtualenv without a registry: this wheelhouse
+# holds setuptools at exactly the lowest version pyproject.toml's build requirement allows and wheels of
+# the kit's dependencies (scripts/kit_wheelhouse.py; up to date in a second when pyproject is unchanged).
+wheelhouse: dev
+	$(VENV)/bin/python scripts/kit_wheelhouse.py .wheelhouse
 
 # BIG-C's generation venv (`big corrupt` with MedMNIST-C's medmnistc): numpy 1.26, torch/torchvision,
 # scikit-image 0.23.2, Wand + Debian's libmagickwand-dev (installed here, as root), an opencv build for
@@ -55,7 +61,7 @@ $(ROBUST_VENV)/.installed: robustness/requirements.txt robustness/requirements-n
 
 # The robustness venv is built when it can be; without it the tests use `big corrupt --stand-in` and skip
 # the genuine-medmnistc test, saying why. Under CI=true it must build (as the image venvs must exist).
-test: dev venvs
+test: dev venvs wheelhouse
 	@$(MAKE) --no-print-directory robustness-env || { if [ "$$CI" = "true" ]; then echo "make test: the robustness venv is required under CI=true"; exit 1; fi; \
 	  echo "make test: going on without $(ROBUST_VENV) (stand-in corruptions; the medmnistc tests skip)"; }
 	$(VENV)/bin/python -m pytest -q
