@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from big import ingestion, registry
+from big.errors import SubmissionError
 from big.submission import write_submission
 
 from conftest import REPO
@@ -592,3 +593,22 @@ def test_model_rewriting_the_ingestion_programs_files(tmp_path, world):
     assert marker.exists()
     assert res.returncode == 0 and status_of(out)["status"] == "ok", res.stdout + res.stderr
     assert files_in(out) == sorted(CSVS + ["ingestion_status.json"])
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix
+def test_local_prediction_converts_outputs_the_same_way(tmp_path):
+    """`big result-zip` (predict_local) applies the same conversion: a masked NaN never reaches a CSV."""
+    from big import data
+
+    data.synthesize(tmp_path, sizes=(28,), n_per_split="train=2,val=2,test=9", flags=["breastmnist"], seed=1)
+
+    def masked(flag, x):
+        out = np.full((len(x), 2), 0.5)
+        out[0, 0] = np.nan
+        return np.ma.masked_invalid(out)
+
+    with pytest.raises(SubmissionError, match="masked array"):
+        ingestion.predict_local(masked, 28, tmp_path, "test", flags=["breastmnist"])
+    got = ingestion.predict_local(lambda f, x: np.asmatrix(np.full((len(x), 2), 0.25, dtype=">f4")), 28, tmp_path,
+                                  "test", flags=["breastmnist"])
+    assert type(got["breastmnist"]) is np.ndarray and got["breastmnist"].dtype == np.float64

@@ -12,7 +12,7 @@ from ..errors import Problem, SubmissionError
 from ..inputdata import file_name as npy_name
 from .config import PathLike
 from .images import check_images, iter_batches, iter_npz_batches
-from .outputs import check_output
+from .outputs import as_scores
 from .worker import ModelFailure, _exc_line, _torch_no_grad, load_model, participant_traceback
 
 
@@ -46,10 +46,10 @@ def predict_local(predict: Callable[[str, np.ndarray], np.ndarray], size: int, d
                 raise SubmissionError([Problem(f"predict raised {_exc_line(exc)} ({where})\n"
                                                f"{participant_traceback(exc)}")],
                                       summary=f"predict raised {_exc_line(exc)} ({where})") from None
-            problem = check_output(res, len(batch), ds.n_labels, flag)
+            scores, problem = as_scores(res, len(batch), ds.n_labels, flag)  # converted before any check
             if problem:
                 raise SubmissionError([Problem(f"{where}: {problem}")])
-            parts.append(np.asarray(res, dtype=np.float64))
+            parts.append(scores)
         out[flag] = np.concatenate(parts) if parts else np.zeros((n or 0, ds.n_labels))
         if log:
             m = out[flag].shape[0]
