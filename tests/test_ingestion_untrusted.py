@@ -612,3 +612,21 @@ def test_local_prediction_converts_outputs_the_same_way(tmp_path):
     got = ingestion.predict_local(lambda f, x: np.asmatrix(np.full((len(x), 2), 0.25, dtype=">f4")), 28, tmp_path,
                                   "test", flags=["breastmnist"])
     assert type(got["breastmnist"]) is np.ndarray and got["breastmnist"].dtype == np.float64
+
+
+def test_model_rewriting_job_json_and_environment_changes_nothing(tmp_path, world):
+    """The supervisor reads job.json never again and keeps its own environment: a model that points
+    job.json at other folders and clears its environment still gets a normal, checked run."""
+    model = UNIFORM + textwrap.dedent("""
+        import json, os, sys
+        from pathlib import Path
+        job = Path(sys.argv[1])
+        job.write_text(json.dumps({"model_path": "/nonexistent", "image_dirs": [], "staging": "/",
+                                   "batch_size": -1, "window_bytes": 0}))
+        os.environ.clear()
+        os.environ["PYTHONPATH"] = "/nonexistent"
+    """)
+    rc, out, log = prediction_job(tmp_path, world, {"model.py": model})
+    assert rc == 0, log
+    assert files_in(out) == sorted(CSVS + ["ingestion_status.json"])
+    assert scoring_job(out, world, tmp_path)[0] == 0
