@@ -202,7 +202,9 @@ def _check_header(header: bytes, *, n_cols: int, name: str, flag: str, col: Coll
 def _assemble(ids: np.ndarray, table: np.ndarray, *, n: int) -> Optional[np.ndarray]:
     """The (n, C) scores in id order when every value and id is acceptable, else None."""
     vals = table[:, 1:]
-    if not (np.isfinite(vals).all() and (vals >= 0.0).all() and (vals <= 1.0).all()):
+    inside = vals >= 0.0
+    inside &= vals <= 1.0  # False for NaN and infinity too
+    if not inside.all():
         return None
     if ids.min() < 0 or ids.max() >= n:
         return None

@@ -377,8 +377,8 @@ def _not_a_result(src: _Source, k, is_zip: bool, csv_names: List[str], flags: Li
         have = [n for n in csv_names if CSV_RE.match(n.rsplit("/", 1)[-1])]
         extra = ""
         if have:
-            extra = (f" It also holds {len(have)} prediction file(s), not all twelve of one size, so they do not make it "
-                     "a result submission (with all twelve, model.py would be ignored).")
+            extra = (f" It also holds {len(have)} prediction file(s), not all twelve of one size, so they do not "
+                     "make it a result submission (with all twelve, model.py would be ignored).")
         if is_zip:
             msg = (f"this is a code submission ({k.model}); `big validate` and `big score` check result submissions "
                    f"(the 12 {{flag}}_{{size}}.csv files).{extra} To {CODE_CHECK}")

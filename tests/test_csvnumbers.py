@@ -42,6 +42,14 @@ def test_ids_are_digits_only_and_never_huge_ints():
     assert id_value(b"0" * 5000 + b"12") == 12
 
 
+def test_the_greedy_match_is_the_full_match():
+    """is_number uses match() + end check (linear); it agrees with fullmatch() on every string."""
+    rng = random.Random(3)
+    for _ in range(20000):
+        cell = "".join(rng.choice("0123456789.eE+-") for _ in range(rng.randint(0, 9))).encode()
+        assert is_number(cell) == bool(csvnumbers.NUMBER_RE.fullmatch(cell)), cell
+
+
 def test_grammar_check_is_linear_on_long_digit_runs():
     cell = b"1" * 2_000_000 + b"x"
     t = time.perf_counter()

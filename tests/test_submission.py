@@ -222,7 +222,8 @@ def test_empty_res_explains_the_metadata_trap(tmp_path):
     (res / "metadata").write_text("exitCode: 0\nelapsedTime: 1\n")
     msg = problems(res)
     assert "no prediction files arrived" in msg and "'metadata.yaml'" in msg
-    assert "holds neither model.py (a code submission) nor" in problems(make_zip(tmp_path / "e.zip", {"notes.txt": b"x"}))
+    notes = make_zip(tmp_path / "e.zip", {"notes.txt": b"x"})
+    assert "holds neither model.py (a code submission) nor" in problems(notes)
 
 
 def test_not_a_zip(tmp_path):
@@ -357,8 +358,6 @@ def test_every_value_field_is_hostile(tmp_path, bad, found):
 
 
 def test_plain_decimal_spellings_with_spaces_are_accepted(tmp_path):
-    rows = [f" {i} , +.5 ,  5E-1,{' ' * 3}" for i in range(N)]
-    rows = [r.rstrip() for r in rows]
     rows = [f" {i} , +.5 ,5.0e-1 " for i in range(N)]
     sub = read_submission(replace(tmp_path, "breastmnist_28.csv", body("breastmnist", rows)), split="test",
                           expected_n=EXPECTED)
@@ -420,7 +419,8 @@ def test_r_write_csv_header_gets_the_r_fix(tmp_path):
 
 def test_other_separators_are_named(tmp_path):
     semi = body("breastmnist", good_rows("breastmnist")).replace(",", ";")
-    assert "uses ';' between values; use commas" in "\n".join(error(replace(tmp_path, "breastmnist_28.csv", semi)).report())
+    msg = "\n".join(error(replace(tmp_path, "breastmnist_28.csv", semi)).report())
+    assert "uses ';' between values; use commas" in msg
     cr = body("breastmnist", good_rows("breastmnist")).replace("\n", "\r")
     assert "bare CR" in "\n".join(error(replace(tmp_path, "breastmnist_28.csv", cr)).report())
     utf16 = body("breastmnist", good_rows("breastmnist")).encode("utf-16")
@@ -530,15 +530,17 @@ def test_too_many_files_in_a_folder(tmp_path):
 STATUS_CASES = [
     ("list", lambda p: p.write_text("[1, 2, 3]"), "a JSON list, not an object"),
     ("message is a number", lambda p: p.write_text('{"status": "failed", "message": 5}'), "'message' is a JSON int"),
-    ("message is an object", lambda p: p.write_text('{"status": "failed", "message": {"a": 1}}'), "'message' is a JSON dict"),
+    ("message is an object", lambda p: p.write_text('{"status": "failed", "message": {"a": 1}}'),
+     "'message' is a JSON dict"),
     ("status is a number", lambda p: p.write_text('{"status": 0}'), "no string 'status'"),
-    ("batch is true", lambda p: p.write_text('{"status": "failed", "message": "m", "batch": true}'), "'batch' is a JSON bool"),
+    ("batch is true", lambda p: p.write_text('{"status": "failed", "message": "m", "batch": true}'),
+     "'batch' is a JSON bool"),
     ("dataset unknown", lambda p: p.write_text('{"status": "failed", "message": "m", "dataset": "x"}'),
      "'dataset' is not a dataset flag"),
     ("not JSON", lambda p: p.write_bytes(b"\xff\xfe{"), "not UTF-8 JSON"),
     ("deeply nested", lambda p: p.write_text("[" * 200_000 + "]" * 200_000), "not UTF-8 JSON"),
     ("NaN", lambda p: p.write_text('{"status": NaN}'), "no string 'status'"),
-    ("400 MB", lambda p: os.truncate(p, 400 << 20) if p.touch() is None else None, "419,430,400 bytes; a status is at most"),
+    ("400 MB", lambda p: (p.touch(), os.truncate(p, 400 << 20)), "419,430,400 bytes; a status is at most"),
     ("a folder", lambda p: p.mkdir(), "not a regular file"),
     ("a link to /dev/zero", lambda p: p.symlink_to("/dev/zero"), "not a regular file"),
 ]
