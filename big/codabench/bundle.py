@@ -846,9 +846,10 @@ def default_blocks() -> Dict[str, str]:
     return generated_blocks()
 
 
-#: committed files with generated blocks: the pages and the starting kit's README
+#: committed files with generated blocks: the pages, the starting kit's README and the README
 def _generated_files(repo: Path) -> List[Path]:
-    return sorted((repo / PAGE_DIR).glob("*.md")) + [p for p in [repo / "starting_kit" / "README.md"] if p.is_file()]
+    return sorted((repo / PAGE_DIR).glob("*.md")) + [p for p in [repo / "starting_kit" / "README.md",
+                                                                   repo / "README.md"] if p.is_file()]
 
 
 def template_drift(repo: PathLike = REPO) -> List[str]:
