@@ -454,3 +454,41 @@ def test_big_corrupt_with_medmnistc_on_genuine_files(tmp_path):
     assert r2.returncode == 0, r2.stderr[-2000:]
     assert layout.CorruptedSet(tmp_path / "c2" / "test").entry("breastmnist")["files"] == \
         cs.entry("breastmnist")["files"]
+
+
+# ---------------------------------------------------------------------------------------------
+# reviewer tools: big compare and big leaderboard on BIG-C scoring outputs
+# ---------------------------------------------------------------------------------------------
+
+def test_compare_and_leaderboard_accept_robustness_outputs(standin_task, tmp_path):
+    from big.analysis import compare
+    from big.cli import main
+
+    ref_dir = standin_task / "reference_data"
+    ref = RobustnessReference(ref_dir)
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name, clean_only in (("oracle", False), ("clean_only", True)):
+        folder = _prediction_folder(ref, tmp_path / f"pred_{name}", clean_only=clean_only)
+        assert rscoring.run(folder, ref_dir, subs / name, config=rscoring.RobustnessConfig(report=False)) == 0
+    shutil.copytree(tmp_path / "pred_clean_only", subs / "clean_only_predictions")  # a prediction folder too
+    results = compare.load_results([f"a={subs / 'oracle'}", f"b={subs / 'clean_only'}"])
+    assert [r.benchmark for r in results] == ["robustness", "robustness"]
+    assert results[0].mean["auc"] == json.loads((subs / "oracle" / "scores.json").read_text())["auc_c"]
+    assert main(["compare", f"a={subs / 'oracle'}", f"b={subs / 'clean_only'}", "--out", str(tmp_path / "cmp"),
+                 "--no-plots"]) == 0
+    assert (tmp_path / "cmp" / "differences.csv").is_file()
+    big_like = compare.Result(name="big", source="x", split="test", resolution=28, reference_sha256="0",
+                              reference_synthetic=False, values=results[0].values, mean=results[0].mean)
+    with pytest.raises(compare.UsageError, match="BIG and BIG-C"):
+        compare.check_compatible([results[0], big_like])
+    assert main(["leaderboard", str(subs), "--reference", str(ref_dir), "--out", str(tmp_path / "board"),
+                 "--bootstrap", "0", "--jobs", "1", "--no-progress"]) == 0
+    board = json.loads((tmp_path / "board" / "leaderboard.json").read_text())
+    text = (tmp_path / "board" / "leaderboard.md").read_text()
+    assert "BIG-C (robustness)" in text
+    assert board["benchmark"] == "robustness" and "corrupted" in board["competition_ranking"]
+    rows = board["boards"]["28"]["auc"]
+    assert rows[0]["submission"] == "oracle" and rows[0]["mean"] == 1.0
+    assert {r["submission"] for r in rows} == {"oracle", "clean_only", "clean_only_predictions"}
+    assert rows[1]["mean"] == rows[2]["mean"]  # the prediction folder scores as its scoring output

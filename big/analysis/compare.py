@@ -70,10 +70,15 @@ class Result:
     n_boot: int = 0
     seed: int = 0
     level: float = 0.95
+    #: "big", or "robustness" (BIG-C: every value is the corrupted metric, the mean over corruptions and severities)
+    benchmark: str = "big"
 
     @classmethod
     def from_details(cls, name: str, details: dict, source: str) -> "Result":
-        """Build from a details.json mapping; every problem is collected into one :class:`UsageError`."""
+        """Build from a details.json mapping; every problem is collected into one :class:`UsageError`.
+        A BIG-C scoring output (``"benchmark": "robustness"``) gives its corrupted metrics per dataset."""
+        if isinstance(details, dict) and details.get("benchmark") == "robustness":
+            return _from_robustness(cls, name, details, source)
         problems: List[Problem] = []
 
         def bad(msg: str) -> None:
@@ -130,6 +135,23 @@ class Result:
                    values=values, mean=mean, mean_ci={m: _interval(mean_ci_src.get(m)) for m in METRICS},
                    ci=cis, n_boot=int(details.get("n_boot") or 0), seed=int(details.get("seed") or 0),
                    level=float(details.get("level") or 0.95))
+
+
+def _from_robustness(cls, name: str, details: dict, source: str) -> "Result":
+    """A BIG-C details.json (big.robustness.scoring) as a Result of its corrupted metrics."""
+    try:
+        ds = details["datasets"]
+        shaped = {"split": details["split"], "resolution": details["resolution"],
+                  "reference_sha256": details["reference_sha256"],
+                  "reference_synthetic": details.get("reference_synthetic", False),
+                  "datasets": {f: dict(ds[f]["corrupted"]) for f in registry.flags()},
+                  "mean": {m: details["mean"][m] for m in METRICS}}
+    except (KeyError, TypeError) as exc:
+        raise UsageError([Problem(f"a BIG-C details.json without {exc}: is it the file the robustness scorer "
+                                  "wrote?", file=source)]) from None
+    res = cls.from_details(name, shaped, source)
+    res.benchmark = "robustness"
+    return res
 
 
 def _interval(x) -> Interval:
@@ -223,6 +245,9 @@ def check_compatible(results: Sequence[Result]) -> None:
         return "; ".join(f"{r.name}: {attr(r)}" for r in results)
 
     problems = []
+    if len({r.benchmark for r in results}) > 1:
+        raise UsageError([Problem("the results mix BIG and BIG-C (robustness) scoring outputs (" +
+                                  listing(lambda r: r.benchmark) + "); compare one benchmark at a time")])
     if len({r.split for r in results}) > 1:
         problems.append(Problem("the results are for different splits (" + listing(lambda r: r.split) +
                                 "); val and test scores are not comparable"))
@@ -364,6 +389,8 @@ def write_plots(results: Sequence[Result], out: Path, *, baselines: str = "defau
         raise UsageError([Problem(f"--baselines must be default, all or none, not {baselines!r}")])
     res = results[0].resolution
     chosen = []
+    if results[0].benchmark == "robustness":  # the published baselines are clean-test numbers
+        baselines = "none"
     if baselines != "none":
         try:
             chosen = bl.baselines_for(res, only=bl.DEFAULT_OVERLAY if baselines == "default" else None)

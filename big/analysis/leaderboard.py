@@ -40,6 +40,9 @@ DECIMALS = 10  # CodaBench stores scores as Decimal(20, 10)
 RANKING_NOTE = ("The competition (the CodaBench leaderboard) ranks by the **Mean AUC** column, its primary "
                 "column; ties are broken by the following columns in order. The balanced-accuracy and kappa "
                 "boards and the average-rank ranking are analysis views shown beside it.")
+ROBUSTNESS_NOTE = ("**BIG-C (robustness)**: every value is the dataset's corrupted metric (the mean over its "
+                   "corruptions and severities); the competition ranks by the mean corrupted AUC (`auc_c`). The "
+                   "other boards and the average rank are analysis views.")
 AVG_RANK_NOTE = ("Avg rank: each submission's rank on each of the 12 datasets (1 = best, tied submissions share "
                  "the average of their ranks), averaged over the datasets; lower is better.")
 KIND_ZIP, KIND_FOLDER, KIND_SCORED, KIND_OTHER = "zip", "prediction folder", "scoring output", "other"
@@ -153,6 +156,15 @@ def _reference(folder: str):
     from ..reference import Reference
 
     if folder not in _REF_CACHE:
+        try:
+            fmt = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8")).get("format")
+        except (OSError, ValueError, AttributeError):
+            fmt = None
+        if isinstance(fmt, str) and fmt.startswith("big-c-reference"):  # BIG-C: a robustness task's reference
+            from ..robustness.task import RobustnessReference
+
+            _REF_CACHE[folder] = RobustnessReference(folder)
+            return _REF_CACHE[folder]
         ref = Reference(folder)
         ref.check_complete()
         for flag in registry.flags():  # load (and check) every label file once per process
@@ -189,6 +201,9 @@ def evaluate(name: str, path: str, kind: str, reference_folder: str, n_boot: int
             if problems:
                 raise UsageError(problems)
             entry.timings = {"read": time.perf_counter() - t0}
+        elif _is_robustness(ref):
+            result = _score_robustness(name, path, kind, ref, resolutions)
+            entry.timings = {"score": time.perf_counter() - t0}
         else:
             result, _, entry.timings = score_path(path, ref, name=name, n_boot=n_boot, seed=seed, level=level,
                                                   resolutions=resolutions)
@@ -202,6 +217,25 @@ def evaluate(name: str, path: str, kind: str, reference_folder: str, n_boot: int
         entry.problems = [f"could not be scored: {type(exc).__name__}: {exc}"]
         entry.summary = entry.problems[0]
     return entry
+
+
+def _is_robustness(ref) -> bool:
+    return type(ref).__name__ == "RobustnessReference"
+
+
+def _score_robustness(name: str, path: str, kind: str, ref, resolutions) -> Result:
+    """A BIG-C prediction folder (the ingestion program's output) scored by the robustness scorer's functions."""
+    from ..robustness import scoring as rs
+    from ..submission import read_submission
+
+    if kind != KIND_FOLDER:
+        raise UsageError([Problem("BIG-C takes code submissions only: rank their scoring outputs (folders with "
+                                  "details.json) or their prediction folders (the ingestion program's output)")])
+    sub = read_submission(path, split=ref.split, expected_n=ref.expected_n, resolutions=resolutions)
+    per = rs.score_predictions(sub.predictions, ref)
+    scores = rs.scores_from(per, sub.size)
+    details = rs.build_details(per, scores, ref, sub.size, {"source": sub.source}, {})
+    return Result.from_details(name, details, path)
 
 
 def _evaluate_task(task) -> Entry:
@@ -234,6 +268,7 @@ class LeaderboardRun:
     reference_synthetic: bool
     #: wall seconds of the run's phases: setup (reference, discovery), scoring (all entries), output
     phase_s: Dict[str, float] = field(default_factory=dict)
+    benchmark: str = "big"  # or "robustness" (BIG-C): from the reference folder
 
     @property
     def skipped(self) -> List[Entry]:
@@ -349,7 +384,8 @@ def run(submissions: PathLike, reference: PathLike, out: PathLike, *, n_boot: in
     ordered = [entries[t[0]] for t in tasks]
     t_scored = time.perf_counter()
     boards = build_boards(ordered)
-    lb = LeaderboardRun(ordered, boards, {}, 0.0, n_boot, seed, level, ref.split, ref.sha256(), ref.synthetic)
+    lb = LeaderboardRun(ordered, boards, {}, 0.0, n_boot, seed, level, ref.split, ref.sha256(), ref.synthetic,
+                        benchmark="robustness" if _is_robustness(ref) else "big")
     for e in lb.skipped:
         log(f"skipped {e.name} ({e.kind}): {e.summary}")
     lb.files = write_outputs(lb, out, source=str(submissions))
@@ -395,7 +431,7 @@ def _intro_lines(lb: LeaderboardRun, source: str) -> List[str]:
     pct = int(round(lb.level * 100))
     lines = [f"Re-scored {len(lb.entries)} entr{'y' if len(lb.entries) == 1 else 'ies'} of `{source}` on the "
              f"{lb.split} split (reference sha256 {lb.reference_sha256[:12]}): {ok} ranked, {len(lb.skipped)} skipped.",
-             "", RANKING_NOTE, "", AVG_RANK_NOTE, ""]
+             "", RANKING_NOTE if lb.benchmark != "robustness" else ROBUSTNESS_NOTE, "", AVG_RANK_NOTE, ""]
     if lb.n_boot:
         lines.append(f"Intervals: {pct}% percentile bootstrap over the {lb.split} samples (B={lb.n_boot}, seed {lb.seed}, "
                      "as the scorer computes them); for scoring output folders, the intervals in their details.json.")
@@ -522,7 +558,9 @@ def leaderboard_json(lb: LeaderboardRun, source: str) -> dict:
              "source": b.results[r.name].source} for r in b.rows]
     return {"source": source, "split": lb.split, "reference_sha256": lb.reference_sha256,
             "reference_synthetic": lb.reference_synthetic, "n_boot": lb.n_boot, "seed": lb.seed, "level": lb.level,
-            "competition_ranking": "mean AUC (CodaBench primary column)", "boards": boards,
+            "benchmark": lb.benchmark,
+            "competition_ranking": ("mean AUC (CodaBench primary column)" if lb.benchmark != "robustness" else
+                                    "mean corrupted AUC, auc_c (CodaBench primary column)"), "boards": boards,
             "skipped": [{"name": e.name, "path": e.path, "kind": e.kind, "summary": e.summary, "problems": e.problems}
                         for e in lb.skipped]}
 

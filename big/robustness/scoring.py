@@ -9,8 +9,9 @@ logged and does not change the exit code). The prediction files are read with BI
 
 BIG-C accepts code submissions only: without the ingestion program's ``ingestion_status.json``
 ("ok") the submission is refused (``require_code: false`` lets a reviewer score a folder of CSVs).
-With ``hide_messages: true`` (the Test phase) a failed code submission's own message (its exception
-text, which could carry image data out of the hidden set) is cut to a few hundred characters.
+In the hidden phase (a reference made with a private seed; ``hide_messages`` forces it either way) a
+failed code submission's own message (its exception text, which could carry image data out of the
+hidden set) is cut to a few hundred characters.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ class RobustnessConfig:
     resolutions: Sequence[int] = registry.SIZES
     report: bool = True
     require_code: bool = True
-    hide_messages: bool = False
+    hide_messages: Optional[bool] = None  # None: hide in the hidden phase (a reference with a private seed)
     benchmark: str = BENCHMARK
 
     @classmethod
@@ -318,7 +319,10 @@ def run(submission: PathLike, reference: PathLike, output: PathLike, *, config: 
             sub = read_submission(submission, split=ref.split, expected_n=ref.expected_n,
                                   resolutions=config.resolutions, log=log)
         except SubmissionError as exc:
-            raise (_hide(exc) if config.hide_messages else exc) from None
+            hide = config.hide_messages
+            if hide is None:
+                hide = not ref.manifest.get("seed_is_public", False)
+            raise (_hide(exc) if hide else exc) from None
         log(f"submission: resolution {sub.size}, 12 prediction files read")
         per = score_predictions(sub.predictions, ref)
         scores = scores_from(per, sub.size)
