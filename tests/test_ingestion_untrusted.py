@@ -630,3 +630,43 @@ def test_model_rewriting_job_json_and_environment_changes_nothing(tmp_path, worl
     assert rc == 0, log
     assert files_in(out) == sorted(CSVS + ["ingestion_status.json"])
     assert scoring_job(out, world, tmp_path)[0] == 0
+
+
+def _user_ns_works() -> bool:
+    if not sys.platform.startswith("linux") or not shutil.which("unshare"):
+        return False
+    try:
+        res = subprocess.run(["unshare", "--user", "--map-user=1000", "--map-group=1000", "sh", "-c",
+                              'test "$(id -u)" = 1000'], capture_output=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return res.returncode == 0
+
+
+@pytest.mark.skipif(not _user_ns_works(), reason="no unprivileged user namespaces here (unshare --user --map-user)")
+def test_model_cannot_reach_into_the_supervisor_through_proc(tmp_path, world):
+    """Same user, no CAP_SYS_PTRACE (as in a CodaBench container): the model can neither open the
+    supervisor's memory nor its file descriptors (the supervisor is non-dumpable while the model
+    runs). Run in a user namespace as an unprivileged user, since this test may run as root."""
+    report = tmp_path / "report.txt"
+    model = model_with(textwrap.dedent(f"""
+        import os
+        if dataset == 'pathmnist' and not os.path.exists({str(report)!r}):
+            found = []
+            for what in ('mem', 'environ', 'fd/0'):
+                try:
+                    open(f'/proc/{{os.getppid()}}/{{what}}', 'rb').close()
+                    found.append(what + ': opened')
+                except OSError as exc:
+                    found.append(f'{{what}}: {{type(exc).__name__}}')
+            open({str(report)!r}, 'w').write('\\n'.join(found))
+    """))
+    prog = make_program(tmp_path / "prog", {"model.py": model})
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    res = subprocess.run(["unshare", "--user", "--map-user=1000", "--map-group=1000", sys.executable,
+                          str(REPO / "ingestion_program" / "ingest.py"), str(world["input"]), str(out), str(prog),
+                          "--data-dir", ""], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0 and status_of(out)["status"] == "ok", res.stdout + res.stderr
+    assert report.read_text().splitlines() == ["mem: PermissionError", "environ: PermissionError",
+                                               "fd/0: PermissionError"]
