@@ -143,6 +143,7 @@ def finish_starting_kit(kit: Path, stage: Path, facts: "facts_mod.Facts", blocks
 _MD_LINK_RE = re.compile(r"(?<!!)\[([^\]\n]*)\]\(([^)\s]+)\)")
 _CODE_PATH_RE = re.compile(r"`([A-Za-z0-9_.\-]+(?:/[A-Za-z0-9_.\-]+)*/?)`")
 _BARE_DOC_RE = re.compile(r"(?<![`/\w])([A-Za-z0-9_\-]+(?:/[A-Za-z0-9_\-]+)*\.md)(?![`\w])")
+_SPLIT_RE = re.compile(r"(`[^`\n]*`|(?<!!)\[[^\]\n]*\]\([^)\s]+\))")
 OUTSIDE_NOTE = " (in the BIG repository, not in this kit)"
 MISSING_NOTE = " (not in this kit)"
 
@@ -192,7 +193,7 @@ def localize_markdown(kit: Path, repo: Path) -> List[str]:
             path = m.group(1)
             if ("/" not in path and not path.endswith((".py", ".md"))) or in_kit(path) or not in_repo(path):
                 return m.group(0)
-            if text[m.end():m.end() + len(OUTSIDE_NOTE)] == OUTSIDE_NOTE:
+            if m.group(0) + OUTSIDE_NOTE in text:
                 return m.group(0)
             changed.append(f"{rel}: {path} noted as outside the kit")
             return m.group(0) + OUTSIDE_NOTE
@@ -202,12 +203,20 @@ def localize_markdown(kit: Path, repo: Path) -> List[str]:
             if in_kit(path):
                 return m.group(0)
             note = OUTSIDE_NOTE if in_repo(path) else MISSING_NOTE
-            if text[m.end():m.end() + len(note)] == note:
+            if m.string[m.end():m.end() + len(note)] == note:
                 return m.group(0)
             changed.append(f"{rel}: {path} noted as outside the kit")
             return m.group(0) + note
 
-        new = _BARE_DOC_RE.sub(bare, _CODE_PATH_RE.sub(code, _MD_LINK_RE.sub(link, text)))
+        pieces = _SPLIT_RE.split(text)  # code spans and links apart from the prose (odd indexes)
+        for i, piece in enumerate(pieces):
+            if i % 2 == 0:
+                pieces[i] = _BARE_DOC_RE.sub(bare, piece)
+            elif piece.startswith("`"):
+                pieces[i] = _CODE_PATH_RE.sub(code, piece)
+            else:
+                pieces[i] = _MD_LINK_RE.sub(link, piece)
+        new = "".join(pieces)
         if new != text:
             md.write_text(new, encoding="utf-8")
     return changed
