@@ -121,3 +121,6 @@ def test_aggregate_and_markdown():
     md = ablation.markdown(rows)
     assert "| pneumoniamnist | shared | val_loss | 0.700 ± 0.141 | 0.500 ± 0.000 | n/a | 3, 5 |" in md
     assert "| mean (3) | shared | val_loss |" in md
+    one = ablation.aggregate({("shared", "val_loss", 1): ev(0.6, 3)}, ablation.DATASETS)
+    assert math.isnan(one[0]["auc_std"]) and ablation._strict(one)[0]["auc_std"] is None
+    assert "| 0.600 | 0.500 | n/a | 3 |" in ablation.markdown(one)  # one seed: no "± std"

@@ -100,6 +100,17 @@ def _value(evaluation: Mapping[str, Any], flag: str, key: str) -> float:
     return float("nan") if v is None else float(v)
 
 
+def _strict(obj):
+    """NaN (a std over one seed, an undefined metric) -> null: ablation.json is strict JSON."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    return obj
+
+
 def _pm(mean: float, std: float) -> str:
     if not np.isfinite(mean):
         return "n/a"
@@ -295,7 +306,7 @@ def report(out: Path, seeds: Sequence[int], datasets: Sequence[str], *, smoke: b
     except ImportError:
         pass
     table = markdown(rows)
-    write_json_atomic(out / "ablation.json", {"meta": meta, "rows": rows})
+    write_json_atomic(out / "ablation.json", _strict({"meta": meta, "rows": rows}))
     for name, text in (("ablation.md", table + "\n"), ("ablation.csv", to_csv(rows))):
         tmp = out / (name + ".partial")
         tmp.write_text(text)
