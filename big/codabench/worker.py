@@ -854,16 +854,22 @@ def print_result(res: RunResult, log: Callable[[str], None] = print) -> None:
     log(f"status: {res.status} — {res.message}")
     if res.row:
         log("leaderboard row:")
-        head = [r for r in res.row if "_" not in r[1]]
+        from .. import registry
+
+        def dataset_of(key: str):  # "{flag}_{metric}" of a dataset column (BIG: auc; BIG-C: auc_c), else None
+            flag = next((f for f in registry.flags() if key.startswith(f + "_")), None)
+            return (flag, key[len(flag) + 1:]) if flag else None
+
+        head = [r for r in res.row if dataset_of(r[1]) is None]
         log("  " + " | ".join(f"{t}: {'n/a' if v is None else f'{v:.{p}f}'}" for t, _, v, p in head))
         per = {}
         for t, k, v, p in res.row:
-            if "_" in k:
-                flag, m = k.rsplit("_", 1)
+            if dataset_of(k) is not None:
+                flag, m = dataset_of(k)
                 per.setdefault(flag, {})[m] = "n/a" if v is None else f"{v:.{p}f}"
         if per:
-            metrics_ = sorted({m for d in per.values() for m in d}, key=["auc", "balacc", "kappa"].index
-                              if all(m in ("auc", "balacc", "kappa") for d in per.values() for m in d) else str)
+            order = {m: i for i, m in enumerate(("auc", "balacc", "kappa"))}
+            metrics_ = sorted({m for d in per.values() for m in d}, key=lambda m: (order.get(m, len(order)), m))
             log("  " + f"{'dataset':<16}" + "".join(f"{m:>9}" for m in metrics_))
             for flag, d in per.items():
                 log("  " + f"{flag:<16}" + "".join(f"{d.get(m, 'n/a'):>9}" for m in metrics_))
