@@ -8,7 +8,10 @@
 3. build the CodaBench bundle, lint it, and run the result submissions and the model as a code
    submission through ``run-local`` (the compute-worker emulator: ingestion, then scoring);
 4. compare the two submissions (plots, difference table, paired bootstrap) and re-rank the folder of
-   submissions offline with ``big leaderboard``.
+   submissions offline with ``big leaderboard``;
+5. BIG-C, the robustness benchmark: corrupt synthetic 224 px files (MedMNIST-C in the robustness venv
+   when it exists, else the numpy stand-in), build and lint its bundle, and run the same code
+   submission through it (:mod:`big.robustness.demo`).
 
 Each step prints what it ran; the last lines are the leaderboard rows and where the pages are.
 """
@@ -101,6 +104,11 @@ def run_demo(out: Union[str, Path] = "demo_output", *, seed: int = 0, n_per_spli
     _run(["leaderboard", str(subs), "--reference", str(refs / "test"), "--out", str(work / "leaderboard"),
           "--bootstrap", str(n_boot), "--no-progress"])
 
+    print("\n== 5. BIG-C (robustness benchmark): corrupt, bundle, lint, run-local of the same code submission")
+    from .robustness.demo import bundle_and_run as robustness_run
+
+    big_c = robustness_run(work / "big_c", code_zip, seed=seed, signal=signal)
+
     print("\n== leaderboard rows (test split, big score)")
     import json
 
@@ -115,8 +123,17 @@ def run_demo(out: Union[str, Path] = "demo_output", *, seed: int = 0, n_per_spli
             print(f"{name:22s} {row['status']:9s} AUC {sc['auc']:.4f}  BalAcc {sc['balacc']:.4f}  kappa {sc['kappa']:.4f}")
         else:
             print(f"{name:22s} {row.get('status')}: {row.get('message')}")
+    sc = big_c.get("scores") or {}
+    what = "MedMNIST-C" if big_c["generator"] == "medmnistc" else "STAND-IN corruptions, not MedMNIST-C"
+    if big_c["status"] == "Finished" and sc:
+        print(f"BIG-C sample_model (code) {big_c['status']}: corrupted AUC {sc['auc_c']:.4f}  clean AUC "
+              f"{sc['auc_clean']:.4f}  drop {sc['auc_drop']:.4f}  ({what})")
+    else:
+        print(f"BIG-C sample_model (code) {big_c['status']} ({what})")
     print(f"\ndetailed results: {scores / 'sample_model' / 'detailed_results.html'}")
     print(f"comparison:       {work / 'compare'}")
     print(f"leaderboards:     {work / 'leaderboard'}")
     print(f"bundle:           {platform['bundle']}")
+    print(f"BIG-C bundle:     {big_c['bundle']}")
+    print(f"BIG-C results:    {big_c['detailed_results']}")
     return 0

@@ -22,4 +22,10 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert "sample_model (code)    Finished" in text and "class_prior (result)   Finished" in text
     assert (out / "codabench" / "big_bundle.zip").is_file()
     assert list((out / "leaderboard").glob("*.html")) and list((out / "compare").glob("*.png"))
-    assert "detailed results: " in text.splitlines()[-4]
+    assert "detailed results: " in text.splitlines()[-6]
+    # BIG-C: the robustness bundle too, offline (MedMNIST-C when its venv exists, else the stand-in, said so)
+    assert (out / "big_c" / "big_c_bundle.zip").is_file()
+    assert "BIG-C sample_model (code) Finished: corrupted AUC" in text
+    assert "[big-c lint] big_c_bundle.zip: 0 error(s)" in text
+    assert ("STAND-IN corruptions, not MedMNIST-C" in text) != ("(MedMNIST-C)" in text)
+    assert (out / "big_c" / "runs" / "sample_model" / "scoring" / "output" / "detailed_results.html").is_file()
