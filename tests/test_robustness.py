@@ -339,6 +339,8 @@ def test_bundle_lints_clean_and_keeps_the_test_map_hidden(pipeline_bundle):
     pages = "".join(p.read_text() for p in (folder / "pages").glob("*.md"))
     assert "_Filled in by" not in pages and "{{" not in pages
     assert "How the two benchmarks relate" in pages and "does not isolate the network" in pages
+    assert all(f"`{k}`" in pages for k in columns.score_keys())  # the columns block, from the one table
+    assert f"public seed **{layout.PUBLIC_DEV_SEED}**" in pages
     kit = (folder / "starting_kit" / "README.md").read_text()
     assert "code submissions only" in kit and "_Filled in by" not in kit
 
@@ -492,3 +494,25 @@ def test_compare_and_leaderboard_accept_robustness_outputs(standin_task, tmp_pat
     assert rows[0]["submission"] == "oracle" and rows[0]["mean"] == 1.0
     assert {r["submission"] for r in rows} == {"oracle", "clean_only", "clean_only_predictions"}
     assert rows[1]["mean"] == rows[2]["mean"]  # the prediction folder scores as its scoring output
+
+
+@pytest.mark.codabench_env
+@pytest.mark.parametrize("image", ["py312", "gpu310"])
+def test_robustness_scoring_program_runs_in_the_codabench_images(image, standin_task, tmp_path):
+    """The bundled BIG-C scoring program (package beside score.py, project not installed) in the image venvs."""
+    from conftest import bundled_program, image_env, image_python
+
+    py = image_python(image)
+    prog = bundled_program("robustness/scoring_program", tmp_path / "scoring_program")
+    folder = _prediction_folder(RobustnessReference(standin_task / "reference_data"), tmp_path / "res")
+    inp = tmp_path / "input"
+    inp.mkdir()
+    os.symlink(folder, inp / "res")
+    os.symlink(standin_task / "reference_data", inp / "ref")
+    r = subprocess.run([str(py), str(prog / "score.py"), str(inp), str(tmp_path / "out")], cwd=str(prog),
+                       env=image_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    scores = json.loads((tmp_path / "out" / "scores.json").read_text())
+    assert list(scores) == columns.score_keys() and scores["auc_c"] == 1.0
+    assert (tmp_path / "out" / "detailed_results.html").is_file()
+    assert "Traceback" not in r.stderr
