@@ -138,6 +138,7 @@ def test_corrupt_standin_layout_and_manifest(standin_set, robust_root):
         assert imgs.shape == (6 * 13, *ds.image_shape(28))
         # the sample ids are recorded: the labels are those rows of the split
         src = cs.source_index(flag)
+        assert e["sample_ids"] == src.tolist()
         assert np.array_equal(cs.labels(flag), data.read_labels(robust_root / ds.file_name(224), "test")[src])
         # the clean block is the 224 px test image resized by the documented rule
         from PIL import Image

@@ -288,6 +288,7 @@ def _corrupt_dataset(flag: str, root: Path, split: str, seed: int, n_max: int, s
         "corruptions": chosen, "all_corruptions": list(available), "complete": chosen == list(available),
         "blocks": [[c, s] for c, s in blocks],
         "source": {"file": src.name, "md5": md5, "genuine": bool(genuine), "size": SOURCE_SIZE},
+        "sample_ids": [int(r) for r in rows],  # rows of the split (also source_index.npy)
         "files": files, "timing_s": timing,
     }
 
