@@ -517,3 +517,28 @@ def test_robustness_scoring_program_runs_in_the_codabench_images(image, standin_
     assert list(scores) == columns.score_keys() and scores["auc_c"] == 1.0
     assert (tmp_path / "out" / "detailed_results.html").is_file()
     assert "Traceback" not in r.stderr
+
+
+def test_normalized_error_only_for_medmnistc_sets_at_224_px():
+    per = {f: {"n": 5, "clean": {"auc": 0.9, "balacc": 0.8, "kappa": 0.5},
+               "corrupted": {"auc": 0.8, "balacc": 0.6, "kappa": 0.3}, "auc_drop": 0.1,
+               "by_corruption": {"pixelate": {"auc": 0.8, "balacc": 0.6, "kappa": 0.3}}} for f in registry.flags()}
+
+    class Ref:  # the attributes build_details reads from a RobustnessReference
+        split, synthetic, label, severities = "test", False, "MedMNIST-C (medmnistc 0.1.0)", [1, 3, 5]
+        generator = "medmnistc"
+        manifest = {"complete": True, "baselines": {f: {"clean_score": 0.1, "raw_scores": {"pixelate": 0.5}}
+                                                    for f in registry.flags()}}
+
+        def sha256(self):
+            return "0" * 64
+
+    scores = {"auc_drop": 0.1}
+    d224 = rscoring.build_details(per, scores, Ref(), 224, {}, {})
+    assert abs(d224["normalized_error"]["mean_be"] - 0.4 / 0.5) < 1e-12
+    assert "computed on this sample" in d224["normalized_error_note"] and "1, 3, 5" in d224["normalized_error_note"]
+    d64 = rscoring.build_details(per, scores, Ref(), 64, {}, {})
+    assert d64["normalized_error"] is None and "224 px only" in d64["normalized_error_note"]
+    from big.robustness.report import _normalized_error
+
+    assert "computed on this sample" in _normalized_error(d224) and "224 px only" in _normalized_error(d64)
