@@ -124,3 +124,14 @@ def test_aggregate_and_markdown():
     one = ablation.aggregate({("shared", "val_loss", 1): ev(0.6, 3)}, ablation.DATASETS)
     assert math.isnan(one[0]["auc_std"]) and ablation._strict(one)[0]["auc_std"] is None
     assert "| 0.600 | 0.500 | n/a | 3 |" in ablation.markdown(one)  # one seed: no "± std"
+
+
+def test_readme_table_is_the_committed_measured_result():
+    """baselines/README.md shows exactly the table of the committed ablation.json of the real run."""
+    res = json.loads((REPO / "baselines" / "experiments" / "bn_ablation_results.json").read_text())
+    meta = res["meta"]
+    assert meta["genuine_data"] is True and meta["smoke"] is False and meta["missing"] == []
+    assert meta["epochs"] == 10 and len(meta["seeds"]) == 3 and meta["split"] == "test"
+    assert meta["evaluations"] == len(ablation.VARIANTS) * len(ablation.CRITERIA) * len(meta["seeds"])
+    table = ablation.markdown(ablation.rows_from_json(res))
+    assert table in (REPO / "baselines" / "README.md").read_text()

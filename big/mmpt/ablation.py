@@ -111,6 +111,17 @@ def _strict(obj):
     return obj
 
 
+def rows_from_json(obj: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """The rows of an ablation.json (null -> NaN), e.g. to redraw the table of a committed result."""
+    def back(v):
+        if v is None:
+            return float("nan")
+        return [back(x) for x in v] if isinstance(v, list) else v
+
+    return [{k: (v if k in ("variant", "select_by", "dataset", "seeds", "epochs_selected") else back(v))
+             for k, v in r.items()} for r in obj["rows"]]
+
+
 def _pm(mean: float, std: float) -> str:
     if not np.isfinite(mean):
         return "n/a"
