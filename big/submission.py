@@ -208,21 +208,33 @@ class _DirSource(_Source):
         self.label = _printable(path.name or str(path))
         self.root = path
         self.entries, self.problems = [], []
-        for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
-            rel_dir = Path(dirpath).relative_to(path)
-            for name in sorted(filenames) + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
-                rel = (rel_dir / name).as_posix()
-                try:
-                    st = (Path(dirpath) / name).lstat()
-                except OSError:
-                    continue
-                self.entries.append(_Entry(rel, st.st_size, raw=rel, symlink=stat.S_ISLNK(st.st_mode),
-                                           regular=stat.S_ISREG(st.st_mode)))
-            if len(self.entries) > limits.max_members:
-                self.problems.append(Problem(f"the submission holds more than {limits.max_members} files; at most "
-                                             f"{limits.max_members} are accepted", file=self.label))
-                self.entries = []
-                break
+        stack = [""]  # folders still to list; no recursion, so any depth is fine (os.walk recurses before 3.12)
+        seen = 0
+        while stack:
+            rel_dir = stack.pop()
+            try:
+                it = os.scandir(path / rel_dir if rel_dir else path)
+            except OSError:
+                continue
+            with it:
+                for item in it:
+                    seen += 1
+                    if seen > limits.max_members:  # files and folders; stop listing, memory stays small
+                        self.problems.append(Problem(f"the submission holds more than {limits.max_members} files "
+                                                     f"and folders; at most {limits.max_members} are accepted",
+                                                     file=self.label))
+                        self.entries, stack = [], []
+                        break
+                    rel = f"{rel_dir}/{item.name}" if rel_dir else item.name
+                    try:
+                        st = item.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if stat.S_ISDIR(st.st_mode):
+                        stack.append(rel)
+                        continue
+                    self.entries.append(_Entry(rel, st.st_size, raw=rel, symlink=stat.S_ISLNK(st.st_mode),
+                                               regular=stat.S_ISREG(st.st_mode)))
         self.backslashes = _finish(self.entries)
         self.entries.sort(key=lambda e: e.name)
 

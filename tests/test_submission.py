@@ -524,7 +524,7 @@ def test_too_many_files_in_a_folder(tmp_path):
     junk.mkdir()
     for i in range(10_001):
         (junk / str(i)).touch()
-    assert "more than 10000 files" in "\n".join(error(res).report())
+    assert "more than 10000 files and folders" in "\n".join(error(res).report())
 
 
 STATUS_CASES = [
@@ -623,3 +623,15 @@ def test_the_line_scan_reads_what_the_fast_path_declines(tmp_path, monkeypatch):
     sub = read_submission(replace(tmp_path, "breastmnist_28.csv", body("breastmnist", padded)), split="test",
                           expected_n=EXPECTED)
     assert np.array_equal(sub.predictions["breastmnist"], np.tile([0.25, 0.75], (N, 1)))
+
+
+def test_deeply_nested_folder_is_listed_without_recursion(tmp_path):
+    """os.walk recurses before Python 3.12 and would raise RecursionError on 1500 nested folders."""
+    res = write_submission(tmp_path / "res", preds(), 28)
+    d = str(res)
+    for _ in range(1500):
+        d = os.path.join(d, "a")
+        os.mkdir(d)
+    with open(os.path.join(d, "x.csv"), "w") as fh:
+        fh.write("id,0\n")
+    assert "prediction file in a nested folder: 'a/a/a" in "\n".join(error(res).report())
