@@ -341,6 +341,10 @@ def _open_source(path: Path, limits: Limits) -> _Source:
     if not path.is_file() or not zipfile.is_zipfile(path):
         raise SubmissionError([Problem("not a zip file; submit a .zip holding the 12 CSV files "
                                        "(or a folder with them to `big score`)", file=label)])
+    declared = _declared_entries(path)
+    if declared is not None and declared > limits.max_members:  # refused before zipfile lists them all
+        raise SubmissionError([Problem(f"the zip holds {declared:,} entries; at most {limits.max_members} are accepted",
+                                       file=label)])
     try:
         return _ZipSource(path, limits)
     except UnicodeDecodeError as exc:
@@ -350,6 +354,16 @@ def _open_source(path: Path, limits: Limits) -> _Source:
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, struct.error,
             NotImplementedError, OverflowError) as exc:
         raise SubmissionError([Problem(f"the zip cannot be read ({_printable(str(exc))[:300]})", file=label)]) from None
+
+
+def _declared_entries(path: Path) -> Optional[int]:
+    """The entry count the zip's end record declares (zipfile's own reader of it), or None."""
+    try:
+        with open(path, "rb") as fh:
+            rec = zipfile._EndRecData(fh)  # type: ignore[attr-defined]
+        return int(rec[zipfile._ECD_ENTRIES_TOTAL]) if rec else None  # type: ignore[attr-defined]
+    except (AttributeError, IndexError, OSError, ValueError, struct.error, TypeError):
+        return None
 
 
 def _show_bytes(raw: object) -> str:

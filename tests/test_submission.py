@@ -625,13 +625,46 @@ def test_the_line_scan_reads_what_the_fast_path_declines(tmp_path, monkeypatch):
     assert np.array_equal(sub.predictions["breastmnist"], np.tile([0.25, 0.75], (N, 1)))
 
 
+def remove_tree(top: str) -> None:
+    """Remove a tree of any depth without recursion (shutil.rmtree recurses before Python 3.12)."""
+    stack = [top]
+    while stack:
+        entries = list(os.scandir(stack[-1]))
+        subdirs = [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+        for e in entries:
+            if not e.is_dir(follow_symlinks=False):
+                os.unlink(e.path)
+        if subdirs:
+            stack.extend(subdirs)
+        else:
+            os.rmdir(stack.pop())
+
+
 def test_deeply_nested_folder_is_listed_without_recursion(tmp_path):
     """os.walk recurses before Python 3.12 and would raise RecursionError on 1500 nested folders."""
     res = write_submission(tmp_path / "res", preds(), 28)
-    d = str(res)
-    for _ in range(1500):
-        d = os.path.join(d, "a")
+    top = d = str(res / "a")
+    try:
         os.mkdir(d)
-    with open(os.path.join(d, "x.csv"), "w") as fh:
-        fh.write("id,0\n")
-    assert "prediction file in a nested folder: 'a/a/a" in "\n".join(error(res).report())
+        for _ in range(1500):
+            d = os.path.join(d, "a")
+            os.mkdir(d)
+        with open(os.path.join(d, "x.csv"), "w") as fh:
+            fh.write("id,0\n")
+        assert "prediction file in a nested folder: 'a/a/a" in "\n".join(error(res).report())
+    finally:  # pytest's own clean-up of tmp_path would hit the same recursion limit
+        remove_tree(top)
+
+
+def test_a_zip_declaring_too_many_entries_is_refused_before_listing(tmp_path):
+    path = make_zip(tmp_path / "many.zip", {f"junk/{i}": b"" for i in range(10_001)})
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        msg = "\n".join(error(path).report())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "the zip holds 10,001 entries; at most 10000 are accepted" in msg
+    assert peak < 2 << 20  # the 10,001 entries were never read into ZipInfo objects
