@@ -183,7 +183,7 @@ class _ZipSource(_Source):
                                          f"are accepted", file=self.label))
             infos = []
         for info in infos:
-            if info.is_dir():
+            if not info.filename or info.filename.endswith("/"):  # is_dir() fails on an empty name
                 continue
             if _unsafe(info.filename):
                 self.problems.append(Problem(f"the zip entry {_printable(info.filename)!r} points outside the archive "
@@ -352,7 +352,7 @@ def _open_source(path: Path, limits: Limits) -> _Source:
             f"a file name in the zip is marked as UTF-8 but is not UTF-8 ({_show_bytes(exc.object)}); make the zip "
             "again with a standard tool, e.g. `python -m zipfile -c sub.zip FILES...`", file=label)]) from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, struct.error,
-            NotImplementedError, OverflowError) as exc:
+            NotImplementedError, OverflowError, IndexError) as exc:
         raise SubmissionError([Problem(f"the zip cannot be read ({_printable(str(exc))[:300]})", file=label)]) from None
 
 

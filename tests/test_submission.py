@@ -668,3 +668,19 @@ def test_a_zip_declaring_too_many_entries_is_refused_before_listing(tmp_path):
         tracemalloc.stop()
     assert "the zip holds 10,001 entries; at most 10000 are accepted" in msg
     assert peak < 2 << 20  # the 10,001 entries were never read into ZipInfo objects
+
+
+def test_a_member_with_an_empty_name_is_skipped(tmp_path):
+    files = files_for(preds())
+    path = make_zip(tmp_path / "e.zip", files, infos=[(zipfile.ZipInfo("x"), b"junk")])
+    raw = path.read_bytes()
+    central = raw.rindex(b"PK\x01\x02")  # the last central header is the extra member 'x'
+    name_len = central + 28
+    raw = raw[:name_len] + b"\x00\x00" + raw[name_len + 2:central + 46] + raw[central + 47:]
+    path.write_bytes(raw[:-22] + raw[-22:-10] + (int.from_bytes(raw[-10:-6], "little") - 1).to_bytes(4, "little")
+                     + raw[-6:])
+    try:
+        sub = read_submission(path, split="test", expected_n=EXPECTED)
+        assert sub.size == 28
+    except SubmissionError as exc:
+        assert "Traceback" not in "\n".join(exc.report())
