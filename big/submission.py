@@ -270,7 +270,7 @@ CODE_CHECK = ("check a code submission by running it locally: `big result-zip --
 RESULT_CHECK = "check the zip locally with `big validate SUBMISSION.zip --split val|test` before submitting"
 
 _STATUS_KEYS = {"status": str, "message": str, "dataset": (str, type(None)), "batch": (int, type(None)),
-                "track": str}
+                "track": str, "submission": (str, type(None))}
 _MAX_SHOWN_MESSAGE = 16_000
 
 
@@ -328,8 +328,9 @@ def read_ingestion_status(folder: PathLike, *, limits: Limits = DEFAULT_LIMITS) 
     if len(message) > _MAX_SHOWN_MESSAGE:
         message = message[:_MAX_SHOWN_MESSAGE] + f"\n... ({len(message) - _MAX_SHOWN_MESSAGE:,} more characters)"
     message = "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in message)
+    submission = body.get("submission")
     return {"status": status, "message": message, "dataset": dataset, "batch": batch,
-            "track": body.get("track")}
+            "track": body.get("track"), "submission": submission if submission in ("code", "invalid") else None}
 
 
 def _open_source(path: Path, limits: Limits) -> _Source:
@@ -383,11 +384,14 @@ def read_submission(path: PathLike, *, split: str, expected_n: Optional[Mapping[
     if not is_zip:
         status = read_ingestion_status(path, limits=limits)
         if status and status["status"] != "ok":
-            where = ", ".join(f"{k} {status[k]}" for k in ("dataset", "batch") if status.get(k) is not None)
             msg = status["message"] or "no message"
+            if status.get("submission") == "invalid":  # neither kind: the ingestion program ran nothing
+                raise SubmissionError([Problem(f"the ingestion program could not run your submission: {msg}")],
+                                      summary=f"submission not run: {msg.splitlines()[0]}")
+            where = ", ".join(f"{k} {status[k]}" for k in ("dataset", "batch") if status.get(k) is not None)
             raise SubmissionError([Problem(f"your code submission failed during ingestion "
                                            f"({status['status']}{'; ' + where if where else ''}): {msg}")],
-                                  summary=f"code submission {status['status']}: {msg.splitlines()[0] if msg else ''}",
+                                  summary=f"code submission {status['status']}: {msg.splitlines()[0]}",
                                   kind=CODE)
     src = _open_source(path, limits)
     try:

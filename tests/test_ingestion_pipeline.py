@@ -281,7 +281,10 @@ def test_fault_ends_in_clean_message_at_scorer(case, tmp_path, world):
     rc, err, scores = scoring_job(out, world, tmp_path)
     assert rc == 1 and scores is None
     last = err.strip().splitlines()[-1]
-    assert "code submission failed" in last and "Traceback" not in last
+    # a zip the ingestion program could not run (no usable model.py) is not called a failed code submission
+    ran = status.get("submission") != "invalid"
+    assert ("code submission failed" if ran else "submission not run") in last and "Traceback" not in last
+    assert ran == (case not in ("missing_model_py", "model_py_too_deep"))
     assert expected[0] in err
 
 
@@ -319,6 +322,10 @@ def test_result_zip_with_metadata_yaml(tmp_path, world):
     files["metadata.yaml"] = "command: python run.py\n"
     rc, out, _ = prediction_job(tmp_path, world, files, copy=False)
     assert rc == 1 and "'metadata.yaml'" in status_of(out)["message"]
+    assert status_of(out)["submission"] == "invalid"
+    rc, err, _ = scoring_job(out, world, tmp_path)  # not a code submission: never called one
+    assert rc == 1 and "could not run your submission" in err and "'metadata.yaml'" in err
+    assert "code submission" not in err.split("metadata.yaml", 1)[0]
 
 
 def test_time_budget_exceeded_in_predict(tmp_path, world):

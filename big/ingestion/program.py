@@ -90,7 +90,8 @@ def run_ingestion(input_data: PathLike = DEFAULT_INPUT_DATA, output: PathLike = 
     before = snapshot(output)
     if sub.kind == "invalid":
         err(f"ERROR: {sub.message}")
-        _conclude(output, program, before, None, log, "failed", sub.message)
+        # "submission": "invalid" tells the scorer this was not a code run (no "code submission failed")
+        _conclude(output, program, before, None, log, "failed", sub.message, extra={"submission": "invalid"})
         return 1
     write_status(output, "failed", "the ingestion program stopped before it finished (killed, out of memory, or "
                                    "the platform's time limit); see the ingestion log")
