@@ -12,6 +12,9 @@
    Target: overhead <= 10 %.
 2. Memory. A numpy model on the same layout with N and 8 N images per dataset: peak RSS of the
    worker process (ru_maxrss of the children). Target: independent of N.
+3. Read-back. Before it reports "ok" the supervisor reads the 12 CSVs back with the scorer's reader
+   (``big.ingestion.results.read_back``); timed at the real test-split sizes (registry), in a fresh
+   process: seconds (median of --repeats) and the peak RSS it adds.
 """
 from __future__ import annotations
 
@@ -118,6 +121,31 @@ INGEST = textwrap.dedent("""
 """)
 
 
+READBACK = textwrap.dedent("""
+    import json, resource, sys, tempfile, time
+    from pathlib import Path
+    sys.path.insert(0, sys.argv[1])
+    import numpy as np
+    from big import registry
+    from big.submission import format_prediction_csv
+    from big.ingestion.results import read_back
+    tmp = Path(tempfile.mkdtemp(prefix="bench-readback-"))
+    counts = {d.flag: d.n_samples["test"] for d in registry.datasets()}
+    rng = np.random.default_rng(0)
+    for d in registry.datasets():  # written, then freed: only the read-back is measured
+        (tmp / f"{d.flag}_28.csv").write_bytes(format_prediction_csv(rng.random((counts[d.flag], d.n_labels))))
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times = []
+    for k in range(int(sys.argv[2])):
+        t = time.perf_counter()
+        read_back(tmp, 28, counts, "test", tmp / f"checked{k}")
+        times.append(time.perf_counter() - t)
+    grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+    print(json.dumps({"times": times, "rows": sum(counts.values()), "grew_mb": grew,
+                      "mb": sum(p.stat().st_size for p in tmp.glob("*.csv")) / 1e6}))
+""")
+
+
 def cols_repr() -> str:
     return repr({d.flag: (d.n_channels, d.n_labels) for d in registry.datasets()})
 
@@ -164,7 +192,10 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--window-mb", type=float, default=8.0, help="window_bytes for the memory part (MB)")
+    ap.add_argument("--only-readback", action="store_true", help="run part 3 only")
     args = ap.parse_args()
+    if args.only_readback:
+        return readback(args.repeats)
     with tempfile.TemporaryDirectory(prefix="bench-ingestion-") as tmp:
         work = Path(tmp)
         inp = prepare(work, args.n, args.size)
@@ -218,6 +249,19 @@ def main() -> int:
             print(f"{n:6d} images/dataset, {mb:7.0f} MB of images: worker peak RSS {child:6.0f} MB, supervisor "
                   f"{parent:5.0f} MB")
         print(f"worker peak RSS ratio for 8x the data: {rows[1][2] / rows[0][2]:.2f}")
+    return readback(args.repeats)
+
+
+def readback(repeats: int) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("big.ingestion.results") is None:  # older trees have no read-back
+        print("\n(no read-back in this tree: part 3 skipped)")
+        return 0
+    r = run_json([sys.executable, "-c", READBACK, str(REPO), str(repeats)])
+    print(f"\n== read-back of the 12 CSVs at the real test-split sizes ({r['rows']:,} rows, {r['mb']:.1f} MB) ==")
+    print(f"median {statistics.median(r['times']):.2f} s (min {min(r['times']):.2f} s) over {repeats}; "
+          f"peak RSS added {r['grew_mb']:.0f} MB")
     return 0
 
 

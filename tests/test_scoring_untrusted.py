@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from big import cli, registry
-from big.submission import csv_name, format_prediction_csv, write_submission
+from big.submission import csv_name, format_prediction_csv
 from conftest import REPO, image_env, image_python, labels_of, oracle_predictions
 
 
