@@ -201,6 +201,7 @@ def test_results_only_bundle(results_bundle):
     ({"organizer": None}, "--organizer"),
     ({"start": "1st of May"}, "--start"),
     ({"platform_cap": 0}, "--platform-cap"),
+    ({"platform_cap": 1200, "tracks": ["results"]}, "results-only bundle (--tracks results) has no ingestion program"),
 ])
 def test_bad_options_write_nothing(synth_root, tmp_path, kwargs, message):
     opts = dict(data_root=synth_root, out=tmp_path / "b.zip", allow_synthetic=True, **ORG)

@@ -613,6 +613,11 @@ def _check_options(o: BundleOptions) -> Tuple[List[str], List[int], List[int], O
         if o.queue is not None:
             problems.append(Problem("--platform-cap is the cap of CodaBench's default queue; with --queue (your own "
                                     "queue) CodaBench applies execution_time_limit unchanged: give one of the two"))
+        elif "code" not in tracks:
+            problems.append(Problem("--platform-cap sets the ingestion budget of the code track, and a results-only "
+                                    "bundle (--tracks results) has no ingestion program to store it in: leave it out "
+                                    "(its scoring jobs are short; `big lint` checks them against the default cap, "
+                                    f"{limits.DEFAULT_QUEUE_CAP_S} s)"))
         elif isinstance(o.platform_cap, bool) or not isinstance(o.platform_cap, int) or o.platform_cap <= 0:
             problems.append(Problem(f"--platform-cap {o.platform_cap!r}: expected a number of seconds (CodaBench's "
                                     f"code default is {limits.DEFAULT_QUEUE_CAP_S})"))
