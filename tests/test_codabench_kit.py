@@ -7,7 +7,7 @@ import pytest
 from big import cli, data, registry
 from big.codabench import bundle as B
 from big.codabench import kit
-from big.codabench.worker import scored_message
+from big.codabench.jobrules import scored_message
 from big.submission import write_submission
 
 from conftest import REPO

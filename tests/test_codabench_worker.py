@@ -16,6 +16,7 @@ import yaml
 from big import cli, limits, registry
 from big.codabench import bundle as B
 from big.codabench import worker as W
+from big.codabench import jobrules as R
 from big.errors import UsageError
 from big.reference import Reference
 from big.submission import write_submission
@@ -29,40 +30,40 @@ N_LABELS = {d.flag: d.n_labels for d in registry.datasets()}
 # ---------------------------------------------------------------------------------------------
 
 def test_metadata_lookup_order(tmp_path):
-    assert W.read_command(tmp_path) == ("missing", None)
+    assert R.read_command(tmp_path) == ("missing", None)
     (tmp_path / "metadata").write_text("command: python3 b.py\n")
-    assert W.read_command(tmp_path) == ("ok", "python3 b.py")
+    assert R.read_command(tmp_path) == ("ok", "python3 b.py")
     (tmp_path / "metadata.yaml").write_text("command: python3 a.py\n")
-    assert W.find_metadata(tmp_path).name == "metadata.yaml"
-    assert W.read_command(tmp_path) == ("ok", "python3 a.py")
+    assert R.find_metadata(tmp_path).name == "metadata.yaml"
+    assert R.read_command(tmp_path) == ("ok", "python3 a.py")
     (tmp_path / "metadata.yaml").write_text("description: code only\n")
-    assert W.read_command(tmp_path) == ("no-command", None)
+    assert R.read_command(tmp_path) == ("no-command", None)
     (tmp_path / "metadata.yaml").write_text("command: [unclosed\n")
-    assert W.read_command(tmp_path) == ("no-command", None)
+    assert R.read_command(tmp_path) == ("no-command", None)
 
 
 def test_placeholder_substitution():
     cmd = "python $program/score.py $input $output $hidden $shared $predictions $tmp"
-    assert W.substitute(cmd, kind="program", is_scoring=True) == (
+    assert R.substitute(cmd, kind="program", is_scoring=True) == (
         "python /app/program/score.py /app/input /app/output /app/input/ref /app/shared /app/input/res /app/output")
     ing = "python $ingestion_program/ingestion.py $input $output $ingestion_program $submission_program"
-    assert W.substitute(ing, kind="ingestion", is_scoring=False) == (
+    assert R.substitute(ing, kind="ingestion", is_scoring=False) == (
         "python /app/program/ingestion.py /app/input_data /app/output /app/program /app/ingested_program")
-    assert W.substitute("$predictions", kind="program", is_scoring=False) == "/app/output"
-    assert W.substitute("$program/x", kind="ingestion", is_scoring=True,
+    assert R.substitute("$predictions", kind="program", is_scoring=False) == "/app/output"
+    assert R.substitute("$program/x", kind="ingestion", is_scoring=True,
                         ingestion_only_during_scoring=True) == "/app/ingestion_program/x"
 
 
 def test_container_paths_map_to_run_folders(tmp_path):
     mounts = {"/app/program": tmp_path / "p", "/app/input": tmp_path / "i", "/app/input_data": tmp_path / "d"}
     argv = ["python3", "/app/program/score.py", "/app/input", "--data=/app/input_data/x", "/app/output", "/app/inputs"]
-    assert W.map_paths(argv, mounts) == ["python3", f"{tmp_path}/p/score.py", f"{tmp_path}/i",
+    assert R.map_paths(argv, mounts) == ["python3", f"{tmp_path}/p/score.py", f"{tmp_path}/i",
                                          f"--data={tmp_path}/d/x", "/app/output", "/app/inputs"]
 
 
 def test_docker_arguments(tmp_path):
     mounts = {"/app/program": tmp_path / "prog", "/app/output": tmp_path / "out", "/app/data": tmp_path / "data"}
-    args = W.docker_args(image="codalab/codalab-legacy:gpu310", mounts=mounts, name="job1",
+    args = R.docker_args(image="codalab/codalab-legacy:gpu310", mounts=mounts, name="job1",
                          argv=["python3", "/app/program/ingest.py"], network=False, gpu=True)
     assert args[:3] == ["docker", "run", "--rm"]
     assert args[args.index("-w") + 1] == "/app/program"
@@ -75,7 +76,7 @@ def test_docker_arguments(tmp_path):
     assert f"{(tmp_path / 'data').resolve()}:/app/data:ro" in vols
     i = args.index("codalab/codalab-legacy:gpu310")
     assert args[i + 1:] == ["python3", "/app/program/ingest.py"]  # container paths, unmapped, no shell
-    plain = W.docker_args(image="x", mounts=mounts, argv=[], name="n")
+    plain = R.docker_args(image="x", mounts=mounts, argv=[], name="n")
     assert "--network" not in plain and "--device" not in plain and "--gpus" not in plain  # no GPU by default
 
 
@@ -84,7 +85,7 @@ def test_worker_builds_docker_jobs(tmp_path, monkeypatch):
     w = W.Worker(opts, log=lambda m: None)
     mounts = {"/app/program": tmp_path / "p", "/app/output": tmp_path / "o", "/app/input": tmp_path / "i",
               "/app/shared": tmp_path / "s"}
-    cmd = W.substitute("python3 $program/score.py $input $output", kind="program", is_scoring=True)
+    cmd = R.substitute("python3 $program/score.py $input $output", kind="program", is_scoring=True)
     c = w._container("scoring", cmd, mounts, "codalab/codalab-legacy:py312")
     img = c.argv.index("codalab/codalab-legacy:py312")
     assert c.argv[img + 1:] == ["python3", "/app/program/score.py", "/app/input", "/app/output"]
@@ -103,7 +104,7 @@ def test_local_python_replaces_python3(tmp_path):
 
 def test_container_paths_in_program_config_are_mapped(tmp_path):
     (tmp_path / "config.yaml").write_text("data_dir: /app/data     # fallback\nbatch_size: 256\n")
-    changed = W.map_config_paths(tmp_path, {"/app/data": tmp_path / "empty"})
+    changed = R.map_config_paths(tmp_path, {"/app/data": tmp_path / "empty"})
     assert changed == [f"/app/data -> {tmp_path / 'empty'}"]
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["data_dir"] == str(tmp_path / "empty")
 
@@ -111,36 +112,36 @@ def test_container_paths_in_program_config_are_mapped(tmp_path):
 def test_worker_environment():
     host = {"PATH": "/usr/bin", "HOME": "/root", "PYTHONPATH": "/x", "VIRTUAL_ENV": "/v", "http_proxy": "http://p:1",
             "HTTPS_PROXY": "http://p:2", "CUDA_VISIBLE_DEVICES": "0", "BIG_SHARED_DATA": "/d"}
-    env = W.worker_env(gpu=False, python_bin=Path("/venv/bin"), base=host)
+    env = R.worker_env(gpu=False, python_bin=Path("/venv/bin"), base=host)
     assert env["PYTHONUNBUFFERED"] == "1" and env["http_proxy"] == "" and env["https_proxy"] == ""
     assert env["CUDA_VISIBLE_DEVICES"] == "" and env["PATH"] == "/venv/bin" + os.pathsep + "/usr/bin"
     assert not {"PYTHONPATH", "VIRTUAL_ENV", "HTTPS_PROXY", "BIG_SHARED_DATA"} & set(env)
-    assert "CUDA_VISIBLE_DEVICES" not in W.worker_env(gpu=True, base=host)  # --gpus: the GPUs stay visible
+    assert "CUDA_VISIBLE_DEVICES" not in R.worker_env(gpu=True, base=host)  # --gpus: the GPUs stay visible
 
 
 def test_scores_read_as_the_worker_reads_them(tmp_path):
     out = tmp_path
-    assert W.parse_scores(out)[0] is None and "Could not find scores file" in W.parse_scores(out)[1][0]
+    assert R.parse_scores(out)[0] is None and "Could not find scores file" in R.parse_scores(out)[1][0]
     (out / "scores.json").write_text('{"auc": NaN}')
-    doc, problems = W.parse_scores(out)  # Python's json accepts NaN: the worker goes on to Finished
+    doc, problems = R.parse_scores(out)  # Python's json accepts NaN: the worker goes on to Finished
     assert problems == [] and math.isnan(doc["auc"])
     (out / "scores.json").write_text('{"auc": 0.5,')
-    assert "Could not decode scores json" in W.parse_scores(out)[1][0]
+    assert "Could not decode scores json" in R.parse_scores(out)[1][0]
     (out / "scores.json").unlink()
     (out / "scores.txt").write_text("auc: 0.75\nbalacc: 0.5\n")
-    assert W.parse_scores(out) == ({"auc": 0.75, "balacc": 0.5}, [])
+    assert R.parse_scores(out) == ({"auc": 0.75, "balacc": 0.5}, [])
 
 
 def test_score_upload_fails_as_a_whole():
     cols = [{"title": "AUC", "key": "auc", "index": 0}, {"title": "Kappa", "key": "kappa", "index": 1}]
-    assert W.upload_scores({"auc": 0.5, "kappa": "0.25", "note": "x"}, cols) == ({"auc": 0.5, "kappa": 0.25}, [])
+    assert R.upload_scores({"auc": 0.5, "kappa": "0.25", "note": "x"}, cols) == ({"auc": 0.5, "kappa": 0.25}, [])
     for bad, why in (({"auc": float("nan"), "kappa": 0.1}, "not valid JSON"),
                      ({"auc": 0.5, "extra": {"x": float("inf")}}, "not valid JSON"),
                      ({"auc": 1e12, "kappa": 0.1}, "not a number below 1e10"),
                      ({"auc": True, "kappa": 0.1}, "not a number below 1e10"),
                      ({"auc": {"mean": 0.5}}, "not a number below 1e10"),
                      ([0.5], "not a flat mapping")):
-        posted, reasons = W.upload_scores(bad, cols)
+        posted, reasons = R.upload_scores(bad, cols)
         assert posted is None and why in reasons[0], (bad, reasons)
 
 
@@ -148,7 +149,7 @@ def test_scores_matched_to_columns_by_key():
     cols = [{"title": "AUC", "key": "auc", "index": 0, "precision": 4},
             {"title": "Kappa", "key": "kappa", "index": 1},
             {"title": "Avg", "key": "avg", "index": 2, "computation": "avg", "computation_indexes": [0, 1]}]
-    row, dropped, missing = W.match_columns({"auc": 0.8, "extra": 1.0, "avg": 5.0}, cols)
+    row, dropped, missing = R.match_columns({"auc": 0.8, "extra": 1.0, "avg": 5.0}, cols)
     assert row[0] == ("AUC", "auc", 0.8, 4) and row[1][2] is None and row[2][2] == 0.8
     assert dropped == ["extra", "avg"] and missing == ["kappa"]
 
