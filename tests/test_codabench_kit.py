@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from big import cli, data, registry
-from big.codabench import bundle as B
+from big.codabench import kitfiles as K
 from big.codabench import kit
 from big.codabench.jobrules import scored_message
 from big.submission import write_submission
@@ -82,11 +82,11 @@ def test_localize_markdown(tmp_path):
     kit_dir.mkdir()
     (kit_dir / "baselines" / "tables").mkdir(parents=True)
     (kit_dir / "README.md").write_text((repo / "starting_kit" / "README.md").read_text())
-    changed = B.localize_markdown(kit_dir, repo)
+    changed = K.localize_markdown(kit_dir, repo)
     text = (kit_dir / "README.md").read_text()
     assert "[tables](baselines/tables/)" in text and "[web](https://x.org/a.md)" in text and "[here](#top)" in text
     assert "bench (in the BIG repository, not in this kit)" in text
     assert "`benchmarks/bench.py` (in the BIG repository, not in this kit)" in text
     assert "notes.md (not in this kit)" in text and changed
-    assert B.localize_markdown(kit_dir, repo) == []  # idempotent
-    assert B.relative_links(text) == ["baselines/tables/"]
+    assert K.localize_markdown(kit_dir, repo) == []  # idempotent
+    assert K.relative_links(text) == ["baselines/tables/"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from big.codabench.bundle import assemble_starting_kit
+from big.codabench.kitfiles import assemble_starting_kit
 
 
 def _fake_repo(root: Path) -> Path:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from big import registry
-from big.codabench.bundle import assemble_starting_kit
+from big.codabench.kitfiles import assemble_starting_kit
 from big.submission import read_submission
 
 from conftest import REPO

@@ -12,7 +12,7 @@ pytest.importorskip("torch")
 pytest.importorskip("timm")
 
 from big import data  # noqa: E402
-from big.codabench.bundle import assemble_starting_kit  # noqa: E402
+from big.codabench.kitfiles import assemble_starting_kit  # noqa: E402
 
 from conftest import REPO  # noqa: E402
 

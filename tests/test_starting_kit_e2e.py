@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from big.codabench import bundle as B
+from big.codabench import kitfiles as K
 
 from conftest import REPO, image_python
 
@@ -141,19 +142,19 @@ def test_kit_markdown_links_resolve(kit_from_bundle):
     mds = sorted(kit.rglob("*.md"))
     assert kit / "README.md" in mds and kit / "baselines" / "README.md" in mds
     for md in mds:
-        for target in B.relative_links(md.read_text(encoding="utf-8")):
+        for target in K.relative_links(md.read_text(encoding="utf-8")):
             assert (md.parent / target).exists(), f"{md.relative_to(kit)}: link {target} does not resolve in the kit"
     base = (kit / "baselines" / "README.md").read_text(encoding="utf-8")
     for name in re.findall(r"`([\w./-]+/[\w./-]+)`", base):
         if (REPO / name).exists() and not ((kit / "baselines" / name).exists() or (kit / name).exists()):
-            assert f"`{name}`{B.OUTSIDE_NOTE}" in base, name  # a repository file the kit lacks says so
+            assert f"`{name}`{K.OUTSIDE_NOTE}" in base, name  # a repository file the kit lacks says so
     assert (kit / "baselines" / "tables" / "means.csv").is_file()
 
 
 def test_kit_programs_are_thin_and_carry_the_bundles_config(kit_from_bundle):
     kit, res = kit_from_bundle
     with zipfile.ZipFile(res.zip_path) as zf:
-        for prog in B.KIT_PROGRAMS:
+        for prog in K.KIT_PROGRAMS:
             names = sorted(p.name for p in (kit / prog).iterdir())
             assert "big" not in names and "metadata.yaml" in names and "config.yaml" in names
             assert (kit / prog / "config.yaml").read_bytes() == zf.read(f"{prog}/config.yaml")

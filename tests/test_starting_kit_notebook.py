@@ -9,7 +9,7 @@ import time
 import pytest
 
 from big import data
-from big.codabench.bundle import assemble_starting_kit
+from big.codabench.kitfiles import assemble_starting_kit
 from big.codabench.kit import mark_synthetic
 
 from conftest import REPO

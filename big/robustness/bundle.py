@@ -269,7 +269,7 @@ def _starting_kit(repo: Path, dest: Path, readme: str) -> None:
     for name in ("sample_code_submission", "train_sample_model.py"):
         src = kit / name
         if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=B._ignore_code)
+            shutil.copytree(src, dest / name, ignore=B.ignore_code)
         elif src.is_file():
             shutil.copy2(src, dest / name)
     B.copy_package(dest)
