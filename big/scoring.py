@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, TextIO, Union
+from typing import Callable, Dict, List, Optional, Sequence, TextIO, Union
 
 import numpy as np
 
@@ -53,20 +53,57 @@ class ScoringConfig:
         if unknown:
             raise ReferenceDataError([Problem(f"unknown scoring option(s) {', '.join(unknown)}")])
         cfg = cls(**known)
-        bad = [r for r in cfg.resolutions if int(r) not in registry.SIZES]
-        if bad:
-            raise ReferenceDataError([Problem(f"resolutions {bad} are not MedMNIST+ sizes {registry.SIZES}")])
-        cfg.resolutions = tuple(int(r) for r in cfg.resolutions)
+        cfg.resolutions = checked_resolutions(cfg.resolutions)
         return cfg
 
 
-def load_config(path: Optional[PathLike]) -> ScoringConfig:
+def checked_resolutions(values: Sequence) -> tuple:
+    """A config's ``resolutions`` as ints, each a MedMNIST+ size (else an organizer error)."""
+    bad = [r for r in values if int(r) not in registry.SIZES]
+    if bad:
+        raise ReferenceDataError([Problem(f"resolutions {bad} are not MedMNIST+ sizes {registry.SIZES}")])
+    return tuple(int(r) for r in values)
+
+
+def read_options(path: Optional[PathLike]) -> Optional[dict]:
+    """A scoring program's ``config.yaml`` as a mapping; None when there is none. Invalid YAML or
+    anything but a mapping is an organizer error, never a traceback."""
     if path is None or not Path(path).is_file():
-        return ScoringConfig()
+        return None
     import yaml
 
     with open(path, encoding="utf-8") as fh:
-        return ScoringConfig.from_mapping(yaml.safe_load(fh) or {})
+        try:
+            m = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as exc:
+            raise ReferenceDataError([Problem(f"not valid YAML ({exc})", file=str(path))]) from None
+    if not isinstance(m, dict):
+        raise ReferenceDataError([Problem("expected a mapping of options", file=str(path))])
+    return m
+
+
+def load_config(path: Optional[PathLike]) -> ScoringConfig:
+    m = read_options(path)
+    return ScoringConfig() if m is None else ScoringConfig.from_mapping(m)
+
+
+def program_main(argv: Sequence[str], *, here: str, t0: float, load=load_config, score=None) -> int:
+    """The scoring program's entry point (``score.py [INPUT OUTPUT]``, CodaBench's /app/input and
+    /app/output by default): ``load`` reads ``config.yaml`` beside it, ``score`` (default :func:`run`)
+    scores ``INPUT/res`` against ``INPUT/ref``. Shared by BIG's and BIG-C's thin score.py."""
+    for stream in (sys.stdout, sys.stderr):  # a message quoting a participant's bytes never stops the run
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    if len(argv) not in (0, 2):
+        print("usage: score.py [INPUT_DIR OUTPUT_DIR]  (INPUT_DIR holds ref/ and res/)", file=sys.stderr)
+        return 2
+    inp, out = argv if argv else ("/app/input", "/app/output")
+    try:
+        config = load(os.path.join(here, "config.yaml"))
+    except ReferenceDataError as exc:
+        print(f"scoring configuration error: {exc.summary}", file=sys.stderr)
+        return 2
+    return (score or run)(os.path.join(inp, "res"), os.path.join(inp, "ref"), out, config=config, t0=t0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,9 +136,10 @@ def scores_from_metrics(per_dataset: Dict[str, Dict[str, float]], resolution: in
     return flat
 
 
-def check_scores(scores: Dict[str, float]) -> None:
-    """scores.json must be flat, finite and within CodaBench's Decimal(20, 10) range."""
-    keys = registry.score_keys()
+def check_scores(scores: Dict[str, float], keys: Optional[List[str]] = None) -> None:
+    """scores.json must be flat, finite and within CodaBench's Decimal(20, 10) range, with exactly the
+    leaderboard's ``keys`` in order (default BIG's, :func:`big.registry.score_keys`)."""
+    keys = registry.score_keys() if keys is None else keys
     if list(scores) != keys:
         raise AssertionError(f"scores keys {list(scores)} differ from the leaderboard keys {keys}")
     for k, v in scores.items():
@@ -255,13 +293,22 @@ def run(submission: PathLike, reference: PathLike, output: PathLike, *, config: 
     return EXIT_OK
 
 
-def _fail(exc: BigError, output: Path, err: TextIO, title: str, code: int) -> int:
+def report_failure(exc: BigError, output: Path, err: TextIO, title: str, code: int,
+                   write_page: Callable[[Path, str, List[str], str], None]) -> int:
+    """A failed scoring run (BIG and BIG-C): every problem on stderr, the failure page (best effort),
+    the summary last; returns ``code``."""
     lines = exc.report()
     for line in lines:
         print(line, file=err)
     try:
-        _failure_html(output, title, lines, exc.summary, getattr(exc, "kind", None))
+        write_page(output, title, lines, exc.summary)
     except OSError:
         pass
     print(f"{title}: {exc.summary}", file=err, flush=True)
     return code
+
+
+def _fail(exc: BigError, output: Path, err: TextIO, title: str, code: int) -> int:
+    kind = getattr(exc, "kind", None)
+    return report_failure(exc, output, err, title, code,
+                          lambda o, t, lines, summary: _failure_html(o, t, lines, summary, kind))

@@ -514,7 +514,6 @@ def build_bundle(options: BundleOptions, *, log: Callable[[str], None] = print) 
     """
     from ..inputdata import write_input_data
     from ..reference import Reference, build_reference
-    from . import lint as lint_mod
 
     o = options
     tracks, resolutions, input_sizes, start = _check_options(o)
@@ -603,30 +602,40 @@ def build_bundle(options: BundleOptions, *, log: Callable[[str], None] = print) 
             (stage / PAGE_DIR / page.name).write_text(text, encoding="utf-8")
         (stage / "competition.yaml").write_text(competition_text, encoding="utf-8")
 
-        findings = lint_mod.lint_bundle(stage)
-        errors = [f for f in findings if f.level == "error"]
-        for f in findings:
-            log(f"lint: {f}")
-        if errors:
-            raise ReferenceDataError([Problem(str(f)) for f in errors],
-                                     f"the bundle fails `big lint` ({len(errors)} error(s)); nothing was written")
-        contents = zip_folder(stage, out)
-        folder = None
-        if o.keep_folder:
-            folder = Path(o.keep_folder)
-            if folder.exists():
-                shutil.rmtree(folder)
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.replace(stage, folder)
-            except OSError:  # another file system
-                shutil.move(str(stage), str(folder))
+        findings, contents, folder = lint_zip_keep(stage, out, o.keep_folder, log)
         return BundleResult(zip_path=out, folder=folder, changes=changes, contents=contents, findings=findings,
                             synthetic=synthetic, input_sizes=list(input_sizes) if "code" in tracks else [],
                             facts=facts)
     finally:
         if stage.exists():
             shutil.rmtree(stage)
+
+
+def lint_zip_keep(stage: Path, out: Path, keep_folder: Optional[PathLike], log: Callable[[str], None]):
+    """The end of every bundle build (BIG and BIG-C): lint the staged folder (any error: nothing is
+    written), zip it to ``out`` and, with ``keep_folder``, move the folder there. Returns (findings,
+    the zip's contents, the kept folder or None)."""
+    from . import lint as lint_mod
+
+    findings = lint_mod.lint_bundle(stage)
+    errors = [f for f in findings if f.level == "error"]
+    for f in findings:
+        log(f"lint: {f}")
+    if errors:
+        raise ReferenceDataError([Problem(str(f)) for f in errors],
+                                 f"the bundle fails `big lint` ({len(errors)} error(s)); nothing was written")
+    contents = zip_folder(stage, out)
+    folder = None
+    if keep_folder:
+        folder = Path(keep_folder)
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(stage, folder)
+        except OSError:  # another file system
+            shutil.move(str(stage), str(folder))
+    return findings, contents, folder
 
 
 def print_result(res: BundleResult, log: Callable[[str], None] = print) -> None:

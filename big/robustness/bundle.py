@@ -28,7 +28,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 from .. import limits, registry
 from ..codabench import bundle as B
 from ..codabench import dates
-from ..errors import Problem, ReferenceDataError, UsageError
+from ..errors import Problem, UsageError
 from . import BENCHMARK, columns, layout
 from .task import write_task
 
@@ -279,7 +279,6 @@ def _starting_kit(repo: Path, dest: Path, readme: str) -> None:
 
 
 def build(options: RobustnessBundleOptions, *, log: Callable[[str], None] = print) -> RobustnessBundleResult:
-    from ..codabench import lint as lint_mod
 
     o = options
     dev, test, sizes, start, stamps = _check(o)
@@ -329,21 +328,7 @@ def build(options: RobustnessBundleOptions, *, log: Callable[[str], None] = prin
             text = B.fill_fields(B.fill_blocks(page.read_text(encoding="utf-8"), blk), fields)
             (stage / "pages" / page.name).write_text(text, encoding="utf-8")
         (stage / "competition.yaml").write_text(B.dump_competition(doc), encoding="utf-8")
-        findings = lint_mod.lint_bundle(stage)
-        errors = [f for f in findings if f.level == "error"]
-        for f in findings:
-            log(f"lint: {f}")
-        if errors:
-            raise ReferenceDataError([Problem(str(f)) for f in errors],
-                                     f"the bundle fails `big lint` ({len(errors)} error(s)); nothing was written")
-        contents = B.zip_folder(stage, out)
-        folder = None
-        if o.keep_folder:
-            folder = Path(o.keep_folder)
-            if folder.exists():
-                shutil.rmtree(folder)
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(stage), str(folder))
+        findings, contents, folder = B.lint_zip_keep(stage, out, o.keep_folder, log)
         return RobustnessBundleResult(zip_path=out, folder=folder, changes=changes, contents=contents,
                                       findings=findings, test_bundle=bool(stamps), input_sizes=list(sizes),
                                       pooled=pooled)

@@ -26,8 +26,9 @@ from typing import Dict, List, Optional, Sequence, TextIO, Union
 import numpy as np
 
 from .. import __version__, metrics, registry
-from ..errors import BigError, Problem, ReferenceDataError, SubmissionError
+from ..errors import Problem, ReferenceDataError, SubmissionError
 from ..fsutil import write_json_atomic
+from ..scoring import check_scores, checked_resolutions, read_options, report_failure
 from ..submission import INGESTION_STATUS, read_ingestion_status, read_submission
 from . import BENCHMARK, columns
 from .layout import CLEAN, GENERATOR_MEDMNISTC
@@ -64,26 +65,13 @@ class RobustnessConfig:
         cfg = cls(**known)
         if cfg.benchmark != BENCHMARK:
             raise ReferenceDataError([Problem(f"benchmark {cfg.benchmark!r}: this is the {BENCHMARK} scorer")])
-        bad = [r for r in cfg.resolutions if int(r) not in registry.SIZES]
-        if bad:
-            raise ReferenceDataError([Problem(f"resolutions {bad} are not MedMNIST+ sizes {registry.SIZES}")])
-        cfg.resolutions = tuple(int(r) for r in cfg.resolutions)
+        cfg.resolutions = checked_resolutions(cfg.resolutions)
         return cfg
 
 
 def load_config(path: Optional[PathLike]) -> RobustnessConfig:
-    if path is None or not Path(path).is_file():
-        return RobustnessConfig()
-    import yaml
-
-    with open(path, encoding="utf-8") as fh:
-        try:
-            m = yaml.safe_load(fh) or {}
-        except yaml.YAMLError as exc:
-            raise ReferenceDataError([Problem(f"not valid YAML ({exc})", file=str(path))]) from None
-    if not isinstance(m, dict):
-        raise ReferenceDataError([Problem("expected a mapping of options", file=str(path))])
-    return RobustnessConfig.from_mapping(m)
+    m = read_options(path)
+    return RobustnessConfig() if m is None else RobustnessConfig.from_mapping(m)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,15 +160,6 @@ def scores_from(per: Dict[str, dict], resolution: int) -> Dict[str, float]:
             flag = key[: -len("_auc_c")]
             flat[key] = per[flag]["corrupted"]["auc"]
     return flat
-
-
-def check_scores(scores: Dict[str, float]) -> None:
-    keys = columns.score_keys()
-    if list(scores) != keys:
-        raise AssertionError(f"scores keys {list(scores)} differ from the leaderboard keys {keys}")
-    for k, v in scores.items():
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or abs(v) >= 1e10:
-            raise AssertionError(f"score {k}={v!r} is not a finite number")
 
 
 def score_predictions(predictions: Dict[str, np.ndarray], ref: RobustnessReference) -> Dict[str, dict]:
@@ -280,18 +259,6 @@ def _failure_html(output: Path, title: str, lines: List[str], summary: str) -> N
     os.replace(tmp, output / HTML_FILE)
 
 
-def _fail(exc: BigError, output: Path, err: TextIO, title: str, code: int) -> int:
-    lines = exc.report()
-    for line in lines:
-        print(line, file=err)
-    try:
-        _failure_html(output, title, lines, exc.summary)
-    except OSError:
-        pass
-    print(f"{title}: {exc.summary}", file=err, flush=True)
-    return code
-
-
 def run(submission: PathLike, reference: PathLike, output: PathLike, *, config: Optional[RobustnessConfig] = None,
         out: Optional[TextIO] = None, err: Optional[TextIO] = None, t0: Optional[float] = None) -> int:
     """Score a code submission's predictions (folder) against a robustness reference; return the exit code."""
@@ -326,12 +293,13 @@ def run(submission: PathLike, reference: PathLike, output: PathLike, *, config: 
         log(f"submission: resolution {sub.size}, 12 prediction files read")
         per = score_predictions(sub.predictions, ref)
         scores = scores_from(per, sub.size)
-        check_scores(scores)
+        check_scores(scores, columns.score_keys())
         write_json_atomic(output / SCORES_FILE, scores)
     except SubmissionError as exc:
-        return _fail(exc, output, err, "Submission rejected", EXIT_SUBMISSION)
+        return report_failure(exc, output, err, "Submission rejected", EXIT_SUBMISSION, _failure_html)
     except ReferenceDataError as exc:
-        return _fail(exc, output, err, "Scoring could not run (reference data or configuration)", EXIT_REFERENCE)
+        return report_failure(exc, output, err, "Scoring could not run (reference data or configuration)",
+                              EXIT_REFERENCE, _failure_html)
     t_scores = time.perf_counter() - t0
     log(f"scores.json written after {t_scores:.2f} s")
     for key in ("auc_c", "balacc_c", "kappa_c", "auc_clean", "auc_drop"):
