@@ -1,13 +1,15 @@
-"""Atomic writes: a file or folder appears complete or not at all (never half-written)."""
+"""Atomic writes: a file or folder appears complete or not at all (never half-written); a listing of
+any folder tree without recursion."""
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Tuple, Union
 
 PathLike = Union[str, os.PathLike]
 
@@ -43,3 +45,27 @@ def write_json_atomic(path: PathLike, obj) -> Path:
         fh.write("\n")
     os.replace(tmp, path)
     return path
+
+
+def walk_tree(root: PathLike) -> Iterator[Tuple[str, os.stat_result]]:
+    """Every entry below ``root`` as (posix path relative to it, its ``lstat``): files, folders and links,
+    links never followed, unreadable entries skipped. No recursion, so any depth works (``os.walk`` and
+    ``Path.rglob`` recurse before Python 3.12 and raise RecursionError on a deep tree, which a
+    participant's zip or model can make); one folder is open at a time. Callers may stop early."""
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        try:
+            it = os.scandir(os.path.join(root, rel_dir) if rel_dir else root)
+        except OSError:
+            continue
+        with it:
+            for item in it:
+                rel = f"{rel_dir}/{item.name}" if rel_dir else item.name
+                try:
+                    st = item.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(rel)
+                yield rel, st

@@ -35,6 +35,7 @@ import numpy as np
 from . import registry
 from .csvfile import Collector, parse_prediction_csv  # noqa: F401  (parse_prediction_csv: public here)
 from .errors import Problem, SubmissionError
+from .fsutil import walk_tree
 from .kind import CODE, NEITHER, REZIP, posix_names, submission_kind
 
 PathLike = Union[str, os.PathLike]
@@ -208,33 +209,19 @@ class _DirSource(_Source):
         self.label = _printable(path.name or str(path))
         self.root = path
         self.entries, self.problems = [], []
-        stack = [""]  # folders still to list; no recursion, so any depth is fine (os.walk recurses before 3.12)
         seen = 0
-        while stack:
-            rel_dir = stack.pop()
-            try:
-                it = os.scandir(path / rel_dir if rel_dir else path)
-            except OSError:
+        for rel, st in walk_tree(path):  # any depth; stops listing past the cap, so memory stays small
+            seen += 1
+            if seen > limits.max_members:  # files and folders
+                self.problems.append(Problem(f"the submission holds more than {limits.max_members} files "
+                                             f"and folders; at most {limits.max_members} are accepted",
+                                             file=self.label))
+                self.entries = []
+                break
+            if stat.S_ISDIR(st.st_mode):
                 continue
-            with it:
-                for item in it:
-                    seen += 1
-                    if seen > limits.max_members:  # files and folders; stop listing, memory stays small
-                        self.problems.append(Problem(f"the submission holds more than {limits.max_members} files "
-                                                     f"and folders; at most {limits.max_members} are accepted",
-                                                     file=self.label))
-                        self.entries, stack = [], []
-                        break
-                    rel = f"{rel_dir}/{item.name}" if rel_dir else item.name
-                    try:
-                        st = item.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    if stat.S_ISDIR(st.st_mode):
-                        stack.append(rel)
-                        continue
-                    self.entries.append(_Entry(rel, st.st_size, raw=rel, symlink=stat.S_ISLNK(st.st_mode),
-                                               regular=stat.S_ISREG(st.st_mode)))
+            self.entries.append(_Entry(rel, st.st_size, raw=rel, symlink=stat.S_ISLNK(st.st_mode),
+                                       regular=stat.S_ISREG(st.st_mode)))
         self.backslashes = _finish(self.entries)
         self.entries.sort(key=lambda e: e.name)
 

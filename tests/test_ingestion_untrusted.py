@@ -25,7 +25,7 @@ from big import ingestion, registry
 from big.errors import SubmissionError
 from big.submission import write_submission
 
-from conftest import REPO
+from conftest import REPO, remove_tree
 from test_ingestion_pipeline import (N_TEST, UNIFORM, make_program, make_world, model_with, prediction_job,
                                      scoring_job, status_of)
 
@@ -670,3 +670,36 @@ def test_model_cannot_reach_into_the_supervisor_through_proc(tmp_path, world):
     assert res.returncode == 0 and status_of(out)["status"] == "ok", res.stdout + res.stderr
     assert report.read_text().splitlines() == ["mem: PermissionError", "environ: PermissionError",
                                                "fd/0: PermissionError"]
+
+
+def test_deep_trees_in_the_submission_and_the_output_are_listed_without_recursion(tmp_path):
+    """A participant's zip or model can nest 1500 folders; os.walk and Path.rglob recurse before Python
+    3.12 (the gpu310 image runs 3.10) and would raise RecursionError in the ingestion program."""
+    from big.ingestion.kind import classify_submission, remove_copied_submission
+    from big.ingestion.results import snapshot
+
+    program, output = tmp_path / "program", tmp_path / "output"
+    program.mkdir()
+    output.mkdir()
+    (program / "model.py").write_text(UNIFORM)
+    tops = []
+    try:
+        for root in (program, output):
+            d = str(root / "a")
+            tops.append(d)
+            os.mkdir(d)
+            for _ in range(1500):
+                d = os.path.join(d, "a")
+                os.mkdir(d)
+            with open(os.path.join(d, "w.bin"), "w") as fh:
+                fh.write("x")
+        deep = "a/" * 1501 + "w.bin"
+        c = classify_submission(program)
+        assert c.kind == "code" and c.model_path == program / "model.py"
+        assert deep in snapshot(output)
+        assert remove_copied_submission(program, output) == [deep]
+        assert not (output / "a").exists()  # the folders the copy made are pruned, deepest first
+    finally:  # pytest's own clean-up of tmp_path would hit the recursion limit
+        for top in tops:
+            if os.path.exists(top):
+                remove_tree(top)

@@ -12,6 +12,7 @@ import pytest
 from big import registry
 from big.errors import SubmissionError
 from big.submission import csv_name, format_prediction_csv, read_submission, write_submission
+from conftest import remove_tree
 
 N = 12  # rows per dataset in these tests
 EXPECTED = {f: N for f in registry.flags()}
@@ -623,21 +624,6 @@ def test_the_line_scan_reads_what_the_fast_path_declines(tmp_path, monkeypatch):
     sub = read_submission(replace(tmp_path, "breastmnist_28.csv", body("breastmnist", padded)), split="test",
                           expected_n=EXPECTED)
     assert np.array_equal(sub.predictions["breastmnist"], np.tile([0.25, 0.75], (N, 1)))
-
-
-def remove_tree(top: str) -> None:
-    """Remove a tree of any depth without recursion (shutil.rmtree recurses before Python 3.12)."""
-    stack = [top]
-    while stack:
-        entries = list(os.scandir(stack[-1]))
-        subdirs = [e.path for e in entries if e.is_dir(follow_symlinks=False)]
-        for e in entries:
-            if not e.is_dir(follow_symlinks=False):
-                os.unlink(e.path)
-        if subdirs:
-            stack.extend(subdirs)
-        else:
-            os.rmdir(stack.pop())
 
 
 def test_deeply_nested_folder_is_listed_without_recursion(tmp_path):

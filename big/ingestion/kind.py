@@ -1,11 +1,12 @@
 """What kind of submission a folder holds (code, result or invalid), and the platform's copy of it."""
 from __future__ import annotations
 
-import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
+from ..fsutil import walk_tree
 from ..kind import CODE, RESULT, submission_kind
 from ..submission import INGESTION_STATUS, METADATA_NAMES
 from .config import PathLike
@@ -20,13 +21,9 @@ class Classified:
 
 
 def folder_files(root: Path) -> List[str]:
-    """Every file under ``root`` as a posix path relative to it (links are not followed)."""
-    out: List[str] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        rel = Path(dirpath).relative_to(root)
-        out.extend((rel / n).as_posix() for n in filenames)
-        out.extend((rel / d).as_posix() for d in dirnames if (Path(dirpath) / d).is_symlink())
-    return sorted(out)
+    """Every file under ``root`` as a posix path relative to it (links are not followed: a link to a
+    folder is listed as a file), at any depth."""
+    return sorted(rel for rel, st in walk_tree(root) if not stat.S_ISDIR(st.st_mode))
 
 
 def classify_submission(program_dir: PathLike) -> Classified:
@@ -56,19 +53,17 @@ def remove_copied_submission(program_dir: PathLike, output_dir: PathLike) -> Lis
     removed: List[str] = []
     if not program.is_dir() or not output.is_dir() or program.resolve() == output.resolve():
         return removed
-    for src in sorted(program.rglob("*")):
-        if src.is_dir() and not src.is_symlink():
+    entries = sorted(walk_tree(program), key=lambda e: Path(e[0]))  # listed once, at any depth
+    for rel, st in entries:
+        if stat.S_ISDIR(st.st_mode) or rel == INGESTION_STATUS:
             continue
-        rel = src.relative_to(program)
         dst = output / rel
-        if rel.as_posix() == INGESTION_STATUS:
-            continue
         if dst.is_file() or dst.is_symlink():
             dst.unlink()
-            removed.append(rel.as_posix())
+            removed.append(rel)
     # prune folders that the copy created and that are now empty (deepest first)
-    for src in sorted((p for p in program.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-        dst = output / src.relative_to(program)
+    for rel in sorted((rel for rel, st in entries if stat.S_ISDIR(st.st_mode)), key=lambda r: -r.count("/")):
+        dst = output / rel
         if dst.is_dir() and not dst.is_symlink() and not any(dst.iterdir()):
             dst.rmdir()
     return removed

@@ -20,6 +20,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
 from .. import registry
 from ..errors import Problem, ReferenceDataError, SubmissionError
+from ..fsutil import walk_tree
 from ..submission import INGESTION_STATUS, csv_name, read_submission
 from .images import check_images, locate_images
 
@@ -34,10 +35,7 @@ def snapshot(root: Path) -> Set[str]:
     out: Set[str] = set()
     if not root.is_dir():
         return out
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        rel = Path(dirpath).relative_to(root)
-        for name in dirnames + filenames:
-            out.add((rel / name).as_posix())
+    out.update(rel for rel, _ in walk_tree(root))
     return out
 
 
