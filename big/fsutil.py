@@ -69,3 +69,26 @@ def walk_tree(root: PathLike) -> Iterator[Tuple[str, os.stat_result]]:
                 if stat.S_ISDIR(st.st_mode):
                     stack.append(rel)
                 yield rel, st
+
+
+def remove_tree(top: PathLike) -> None:
+    """Delete the folder ``top`` and everything in it, at any depth (``shutil.rmtree`` recurses before
+    Python 3.12); links are removed, never followed; each folder is made writable by its owner first,
+    so a tree made read-only goes too. Raises OSError when something cannot be removed."""
+    stack = [os.fspath(top)]
+    while stack:
+        folder = stack[-1]
+        try:
+            os.chmod(folder, stat.S_IRWXU)
+        except OSError:
+            pass
+        with os.scandir(folder) as it:
+            entries = list(it)
+        subdirs = [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+        for e in entries:
+            if not e.is_dir(follow_symlinks=False):
+                os.unlink(e.path)
+        if subdirs:
+            stack.extend(subdirs)
+        else:
+            os.rmdir(stack.pop())

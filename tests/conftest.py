@@ -104,18 +104,3 @@ def bundled_program(name: str, dest: Path) -> Path:
 
     tables = REPO / "baselines" / "tables" if name == "scoring_program" else None
     return copy_program(REPO / name, dest, baselines_tables=tables)
-
-
-def remove_tree(top: str) -> None:
-    """Remove a tree of any depth without recursion (shutil.rmtree recurses before Python 3.12)."""
-    stack = [top]
-    while stack:
-        entries = list(os.scandir(stack[-1]))
-        subdirs = [e.path for e in entries if e.is_dir(follow_symlinks=False)]
-        for e in entries:
-            if not e.is_dir(follow_symlinks=False):
-                os.unlink(e.path)
-        if subdirs:
-            stack.extend(subdirs)
-        else:
-            os.rmdir(stack.pop())

@@ -23,9 +23,10 @@ import pytest
 
 from big import ingestion, registry
 from big.errors import SubmissionError
+from big.fsutil import remove_tree
 from big.submission import write_submission
 
-from conftest import REPO, remove_tree
+from conftest import REPO
 from test_ingestion_pipeline import (N_TEST, UNIFORM, make_program, make_world, model_with, prediction_job,
                                      scoring_job, status_of)
 
@@ -699,6 +700,17 @@ def test_deep_trees_in_the_submission_and_the_output_are_listed_without_recursio
         assert deep in snapshot(output)
         assert remove_copied_submission(program, output) == [deep]
         assert not (output / "a").exists()  # the folders the copy made are pruned, deepest first
+        d = str(output / "b")  # what a model wrote into the output: removed at any depth, even read-only
+        tops.append(d)
+        os.mkdir(d)
+        for _ in range(1500):
+            d = os.path.join(d, "b")
+            os.mkdir(d)
+        os.chmod(d, 0o500)
+        from big.ingestion.results import clean_output
+
+        assert clean_output(output, set(), []) == (["b/"], [])
+        assert list(output.iterdir()) == []
     finally:  # pytest's own clean-up of tmp_path would hit the recursion limit
         for top in tops:
             if os.path.exists(top):

@@ -12,7 +12,7 @@ import pytest
 from big import registry
 from big.errors import SubmissionError
 from big.submission import csv_name, format_prediction_csv, read_submission, write_submission
-from conftest import remove_tree
+from big.fsutil import remove_tree
 
 N = 12  # rows per dataset in these tests
 EXPECTED = {f: N for f in registry.flags()}

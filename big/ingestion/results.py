@@ -14,13 +14,12 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import sys
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
 from .. import registry
 from ..errors import Problem, ReferenceDataError, SubmissionError
-from ..fsutil import walk_tree
+from ..fsutil import remove_tree, walk_tree
 from ..submission import INGESTION_STATUS, csv_name, read_submission
 from .images import check_images, locate_images
 
@@ -40,27 +39,11 @@ def snapshot(root: Path) -> Set[str]:
 
 
 def _remove(path: Path) -> None:
-    """Delete a file, link or folder (links are never followed); make folders writable if needed."""
+    """Delete a file, link or folder of any depth (links are never followed; read-only folders too)."""
     if path.is_symlink() or not path.is_dir():
         path.unlink()
         return
-
-    def retry(func, p, _exc):
-        os.chmod(os.path.dirname(p), stat.S_IRWXU)
-        if os.path.isdir(p) and not os.path.islink(p):
-            os.chmod(p, stat.S_IRWXU)
-            shutil.rmtree(p)
-        else:
-            os.unlink(p)
-
-    try:
-        os.chmod(path, stat.S_IRWXU)
-    except OSError:
-        pass
-    if sys.version_info >= (3, 12):
-        shutil.rmtree(path, onexc=retry)
-    else:  # pragma: no cover - python 3.10/3.11 (the gpu310 image)
-        shutil.rmtree(path, onerror=retry)
+    remove_tree(path)
 
 
 def clean_output(output: Path, before: Set[str], ours: Iterable[str]) -> Tuple[List[str], List[str]]:
